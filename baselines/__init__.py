@@ -1,0 +1,1 @@
+"""Baseline continual methods: finetune, ER, CaSSLe, CaSSLe+."""

@@ -1,0 +1,46 @@
+"""Barlow Twins (REFERENCE.md section 3.2): L = s * [sum_i (1 - C_ii)^2 + lambda * sum_{i!=j} C_ij^2]."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from cromo_bench.objectives.base import Objective
+
+
+def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lambd: float = 5e-3, scale: float = 0.1) -> Tensor:
+    """Barlow Twins on (N, D) embeddings; per-dimension standardisation with the unbiased std, no epsilon."""
+    n = z_a.shape[0]
+    za = (z_a - z_a.mean(0)) / z_a.std(0)  # (N, D)
+    zb = (z_b - z_b.mean(0)) / z_b.std(0)  # (N, D)
+    c = za.T @ zb / n  # (D, D)
+    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return scale * (on_diag + lambd * off_diag)
+
+
+class BarlowTwins(Objective):
+    name: ClassVar[str] = "barlow"
+    defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "lars",
+        "lr": 0.25,
+        "weight_decay": 1e-4,
+        "proj_hidden": 2048,
+        "proj_out": 2048,
+        "batch_size": 256,
+        "lambda_mode": "fixed",
+        "mix_lambda": 0.7,
+    }
+
+    def build_projector(self) -> nn.Module:
+        h, o = self.cfg.proj_hidden, self.cfg.proj_out
+        return nn.Sequential(
+            nn.Linear(self.feat_dim, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
+            nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
+            nn.Linear(h, o), nn.BatchNorm1d(o),
+        )
+
+    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
+        return barlow_twins_loss(a, b, self.cfg.bt_lambda, self.cfg.bt_scale)

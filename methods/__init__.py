@@ -1,0 +1,1 @@
+"""Proposed methods: CroMo-Mixup."""
