@@ -30,6 +30,7 @@ class Step:
     old_encoder: nn.Module | None  # frozen copy from the end of the previous task; None on task 0
     replay: Callable[[int], tuple[Tensor, Tensor]] | None  # n -> two augmented views of n buffer images
     generator: torch.Generator  # the run's CPU generator, for per-step random draws (mixup lambda)
+    y: Tensor | None = None  # (B,) labels of the current batch; only supervised references may read them
 
 
 class Method(nn.Module):

@@ -1,0 +1,35 @@
+"""From names to a resolved RunConfig, and one tracked run: the library behind `cromo-bench run`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cromo_bench.benchmark import BenchmarkSpec, resolve_config
+from cromo_bench.config import RunConfig, parse_overrides
+from cromo_bench.registry import lookup
+
+
+def build_config(method: str, ssl: str, split: str, *, flags: Mapping[str, Any] | None = None,
+                 sets: list[str] | None = None) -> RunConfig:
+    """Look up the three names (failing with suggestions) and resolve the run's configuration."""
+    method_cls = lookup("method", method)
+    objective_cls = lookup("objective", ssl)
+    spec: BenchmarkSpec = lookup("benchmark", split)
+    return resolve_config(
+        spec, method, ssl,
+        objective_defaults=objective_cls.defaults,
+        method_defaults=getattr(method_cls, "defaults", {}),
+        flags=flags or {},
+        overrides=parse_overrides(sets or []),
+    )
+
+
+def run_tracked(cfg: RunConfig, tracking_uri: str | None = None, *, progress: bool = True,
+                parent_run_id: str | None = None) -> Any:
+    """Run `cfg` and log it to the MLflow store at `tracking_uri` (default ./mlflow.db)."""
+    from cromo_bench.tracking import MlflowTracker
+    from cromo_bench.train import run
+
+    tracker = MlflowTracker(tracking_uri)
+    return run(cfg, tracker, progress=progress, parent_run_id=parent_run_id)
