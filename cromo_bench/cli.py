@@ -51,6 +51,9 @@ def run(
     probe: Annotated[Optional[str], typer.Option(help="linear probe protocol: fast | paper")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow store (default sqlite:///mlflow.db)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeat)")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="quirk preset: reference | clean")] = None,
+    resume: Annotated[bool, typer.Option(help="continue this configuration's unfinished run")] = False,
+    deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (GPU)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Train one method with one objective on one split, evaluate it, and log it to MLflow."""
@@ -58,17 +61,62 @@ def run(
     from cromo_bench.tracking import tracking_uri as resolve_uri
 
     with user_errors():
-        flags: dict[str, object] = {"seed": seed, "device": device, "data_dir": data_dir, "probe_mode": probe}
+        flags: dict[str, object] = {"seed": seed, "device": device, "data_dir": data_dir, "probe_mode": probe,
+                                    "deterministic": deterministic or None}
         if epochs is not None:
             flags |= {"epochs_first": epochs, "epochs_later": epochs}
         if class_order_seed is not None:
             flags["class_order_seed"] = None if class_order_seed == "natural" else class_order_seed
-        cfg = build_config(method, ssl, split, flags=flags, sets=set_)
-        result = run_tracked(cfg, tracking_uri, progress=not quiet)
+        cfg = build_config(method, ssl, split, flags=flags, sets=set_, preset=preset)
+        result = run_tracked(cfg, tracking_uri, progress=not quiet, resume=resume)
         m = result.metrics
         typer.echo(f"{cfg.method} + {cfg.ssl} on {cfg.benchmark} (seed {cfg.seed}): "
                    f"LA {m['LA']:.4f}  TP {m['TP']:.4f}  WP {m['WP']:.4f}  WP_oracle {m['WP_oracle']:.4f}")
         typer.echo(f"logged run {result.run_id} to {resolve_uri(tracking_uri)} (experiment '{cfg.benchmark}')")
+
+
+@app.command()
+def table(
+    split: Annotated[str | None, typer.Option(help="only runs of this split")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: all)")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="keep this method (repeat)")] = None,
+    ssl: Annotated[list[str] | None, typer.Option(help="keep this SSL objective (repeat)")] = None,
+    memory: Annotated[list[str] | None, typer.Option(help="keep this memory budget (repeat)")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="metric (repeat; default LA TP WP)")] = None,
+    baseline: Annotated[str, typer.Option(help="method every other one is tested against")] = "finetune",
+    test: Annotated[str, typer.Option(help="auto | paired | welch | wilcoxon")] = "auto",
+    alpha: Annotated[float, typer.Option(help="significance level")] = 0.05,
+    correction: Annotated[str, typer.Option(help="holm | none")] = "holm",
+    bootstrap: Annotated[bool, typer.Option(help="add 95% bootstrap CIs of the mean")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="terminal|markdown|latex|csv|html")] = "terminal",
+    output: Annotated[str | None, typer.Option(help="write the table to this file")] = None,
+    plot: Annotated[str | None, typer.Option(help="also write a grouped bar chart (PNG)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default ./mlflow.db)")] = None,
+) -> None:
+    """Aggregate finished runs over seeds: mean ± std, n, and significance marks (the leaderboard)."""
+    from cromo_bench.leaderboard import DEFAULT_METRICS, render_table
+
+    with user_errors():
+        text = render_table(tracking_uri, experiment, split, method or (), ssl or (), memory or (),
+                            metric or DEFAULT_METRICS, baseline, test, alpha, correction, bootstrap, fmt,
+                            output, plot)
+        typer.echo(f"wrote {output}" if output else text.rstrip("\n"))
+        if plot:
+            typer.echo(f"wrote {plot}")
+
+
+@app.command()
+def ui(
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default ./mlflow.db)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind (0.0.0.0: the network)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 5000,
+) -> None:
+    """Browse runs, curves and plots in the MLflow UI (`mlflow ui` on the tracking store)."""
+    from cromo_bench.leaderboard import start_ui
+
+    with user_errors():
+        code = start_ui(tracking_uri, host, port)
+    raise typer.Exit(code)
 
 
 def main() -> None:

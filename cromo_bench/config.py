@@ -86,7 +86,11 @@ class RunConfig:
     # --- run control --------------------------------------------------------------------------------
     run_dir: str = "runs"
     checkpoint_every: int = 0  # epochs; 0: task boundaries only
+    deterministic: bool = False  # torch.use_deterministic_algorithms (for GPU runs; the CPU is deterministic)
     num_threads: int = 0  # CPU threads for torch; 0: leave torch's default
+    # --- task-confusion study (REFERENCE.md section 12) and offline upper bounds ----------------------------
+    minibatch: str = "random"  # random | cil (each batch from one virtual task) | dil (class-stratified shards)
+    eval_task_sizes: tuple[int, ...] = ()  # () : evaluate on task_sizes; else the virtual split for TP/WP
     extra: tuple[tuple[str, Any], ...] = field(default=())  # free-form, logged, never read by the core
 
     @property

@@ -3,16 +3,17 @@
 At each task boundary: snapshot and freeze the old encoder, add the finished task to the buffer, build a fresh
 optimizer and cosine schedule (momentum reset), and reset per-task objective state. Evaluation runs after every
 task (accuracy matrix) and gives the final LA / TP / WP. Everything is reported through a `Tracker`.
+Checkpoints (task boundaries, every `checkpoint_every` epochs, and on SIGTERM / SIGINT mid-epoch) let
+`run(..., resume=True)` continue a run exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import platform
+import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 import cromo_bench
+from cromo_bench import checkpoint as ckpt
 from cromo_bench.config import RunConfig
 from cromo_bench.data import ImageData, load_dataset, make_tasks, task_indices
 from cromo_bench.errors import CromoError
@@ -33,6 +35,10 @@ from cromo_bench.tracking import TAG_PREFIX, Tracker
 
 class NonFiniteLoss(CromoError):
     """A loss term became NaN or infinite."""
+
+
+class Interrupted(CromoError):
+    """SIGTERM or SIGINT arrived; a checkpoint was saved."""
 
 
 @dataclass
@@ -90,12 +96,12 @@ def run_tags(cfg: RunConfig, device: torch.device, memory: int) -> dict[str, str
         f"{TAG_PREFIX}seed": str(cfg.seed),
         f"{TAG_PREFIX}benchmark_version": str(cfg.benchmark_version),
         f"{TAG_PREFIX}class_order": "natural" if cfg.class_order_seed is None else f"seed{cfg.class_order_seed}",
+        f"{TAG_PREFIX}config_key": ckpt.config_key(cfg),
         f"{TAG_PREFIX}git_commit": git_commit(),
         f"{TAG_PREFIX}version": cromo_bench.__version__,
         f"{TAG_PREFIX}torch": torch.__version__,
         f"{TAG_PREFIX}python": platform.python_version(),
-        f"{TAG_PREFIX}device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or "cpu",
+        f"{TAG_PREFIX}device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
 
 
@@ -142,11 +148,15 @@ def freeze_copy(encoder: Encoder, bn_mode: str) -> Encoder:
     return old
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
-    """Shuffled index batches; a trailing batch smaller than 2 is dropped (BatchNorm needs two samples)."""
-    perm = torch.randperm(n, generator=generator)
-    out = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
-    return [b for b in out if len(b) >= 2]
+def batches(labels: Tensor, cfg: RunConfig, generator: torch.Generator) -> list[Tensor]:
+    """Shuffled index batches over one task's samples; a trailing batch smaller than 2 is dropped
+    (BatchNorm needs two samples). `cfg.minibatch` cil / dil group them by virtual task or by
+    class-stratified shard, round-robin (the task-confusion study, `cromo_bench.confusion`)."""
+    from cromo_bench.confusion import minibatches, virtual_tasks
+
+    groups = (virtual_tasks(sum(cfg.eval_task_sizes), cfg.eval_task_sizes, cfg.class_order_seed)
+              if cfg.eval_task_sizes and cfg.minibatch != "random" else None)
+    return minibatches(cfg.minibatch, len(labels), cfg.batch_size, generator, labels, groups)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -173,55 +183,212 @@ class LossMeter:
             self.bad[k] = torch.where(first, torch.full_like(self.bad[k], step), self.bad[k])
         self.count += 1
 
-    def read(self, task: int) -> dict[str, float]:
-        means = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+    def check(self, task: int) -> None:
         for k, bad in self.bad.items():
             if int(bad) >= 0:
                 raise NonFiniteLoss(f"loss term '{k}' became non-finite at task {task + 1}, step {int(bad)}; "
                                     "lower the learning rate or check the data")
-        return means
+
+    def read(self, task: int) -> dict[str, float]:
+        self.check(task)
+        return {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "bad": dict(self.bad), "count": self.count}
+
+    def load(self, state: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.bad = {k: v.to(device) for k, v in state["bad"].items()}
+        self.count = int(state["count"])
 
 
-def train_task(cfg: RunConfig, parts: Parts, data_x: Tensor, data_y: Tensor, task: int, generator: torch.Generator,
-               global_step: int, total_steps: int, tracker: Tracker, epoch_offset: int,
-               on_step: Callable[[dict[str, float] | None], None]) -> int:
-    """Train one task; return the new global step."""
-    from cromo_bench.optim import build_optimizer, lr_at, task_lr
+@dataclass
+class Position:
+    """Where the run stands: the next step to take."""
 
-    n, epochs = len(data_x), cfg.epochs_for(task)
-    parts.objective.start_task(task, steps_per_epoch(n, cfg.batch_size) * epochs, total_steps)
-    base_lr = task_lr(cfg, task)
-    optimizer = build_optimizer(trainable_parameters(parts), cfg, base_lr)
-    replay = make_replay(parts, generator) if parts.buffer is not None and len(parts.buffer) > 0 else None
-    parts.encoder.train()
-    parts.method.train()
-    for epoch in range(epochs):
-        lr = lr_at(epoch, epochs, base_lr, cfg.warmup_epochs, cfg.min_lr)
-        for group in optimizer.param_groups:
+    task: int = 0
+    epoch: int = 0
+    pos: int = 0  # next batch within the epoch
+    global_step: int = 0
+    epoch_offset: int = 0  # epochs finished in earlier tasks (the step of per-epoch metrics)
+
+
+def _stop_requested(flag: dict[str, str]) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        flag["signal"] = signal.Signals(signum).name
+
+    return handler
+
+
+class Trainer:
+    """One run: owns the parts, the position in the task sequence, checkpoints and the tracker calls."""
+
+    def __init__(self, cfg: RunConfig, tracker: Tracker, data: ImageData, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.cfg, self.tracker, self.data = cfg, tracker, data
+        self.device = resolve_device(cfg.device)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.generator = seed_everything(cfg.seed)
+        self.tasks = make_tasks(data.num_classes, cfg.task_sizes, cfg.class_order_seed)
+        # evaluation split (offline bounds, task-confusion study): TP / WP over these virtual tasks
+        self.eval_tasks = (make_tasks(data.num_classes, cfg.eval_task_sizes, cfg.class_order_seed)
+                           if cfg.eval_task_sizes else None)
+        self.parts = build_parts(cfg, data, self.device)
+        self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
+        self.task_idx = [task_indices(data.train_y, c).to(self.device) for c in self.tasks]
+        self.total_steps = sum(steps_per_epoch(len(i), cfg.batch_size) * cfg.epochs_for(t)
+                               for t, i in enumerate(self.task_idx))
+        self.at = Position()
+        self.matrix: list[list[float | None]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.directory = ckpt.run_directory(cfg)
+        self.stop: dict[str, str] = {}
+        self.bar = tqdm(total=self.total_steps, disable=not progress, desc=run_name(cfg), unit="step", leave=False)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.meter = LossMeter()
+        self.epoch_batches: list[Tensor] = []
+        self._pending_objective: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._pending_optimizer: dict[str, Any] | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def save(self) -> None:
+        p = self.parts
+        payload = {
+            "format": 1,
+            "position": vars(self.at).copy(),
+            "batches": [b.cpu() for b in self.epoch_batches],
+            "meter": self.meter.state(),
+            "matrix": self.matrix,
+            "evals": self.evals,
+            "encoder": p.encoder.state_dict(),
+            "old_encoder": p.old_encoder.state_dict() if p.old_encoder is not None else None,
+            "objective": p.objective.state_dict(),
+            "objective_extra": p.objective.extra_state(),
+            "method": p.method.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "buffer": p.buffer.state_dict() if p.buffer is not None else None,
+            "rng": ckpt.rng_state(self.generator),
+        }
+        ckpt.save_checkpoint(self.directory, payload)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        p = self.parts
+        self.at = Position(**state["position"])
+        self.matrix, self.evals = state["matrix"], state["evals"]
+        p.encoder.load_state_dict(state["encoder"])
+        if state["old_encoder"] is not None:
+            p.old_encoder = freeze_copy(p.encoder, self.cfg.old_model_bn)
+            p.old_encoder.load_state_dict(state["old_encoder"])
+        self._pending_objective = (state["objective"], state["objective_extra"])
+        p.method.load_state_dict(state["method"])
+        if p.buffer is not None and state["buffer"] is not None:
+            p.buffer.load_state_dict(state["buffer"])
+        self.epoch_batches = [b.to(self.device) for b in state["batches"]]
+        self.meter.load(state["meter"], self.device)
+        self._pending_optimizer = state["optimizer"]
+        ckpt.set_rng_state(state["rng"], self.generator)
+        self.bar.update(self.at.global_step)
+
+    # --- training ------------------------------------------------------------------------------------
+    def begin_task(self, task: int, resumed: bool) -> None:
+        from cromo_bench.optim import build_optimizer, task_lr
+
+        n = len(self.task_idx[task])
+        steps = steps_per_epoch(n, self.cfg.batch_size) * self.cfg.epochs_for(task)
+        self.parts.objective.start_task(task, steps, self.total_steps)
+        if self._pending_objective is not None:  # restored state overrides the fresh task state
+            self.parts.objective.load_state_dict(self._pending_objective[0])
+            self.parts.objective.load_extra_state(self._pending_objective[1])
+            self._pending_objective = None
+        self.base_lr = task_lr(self.cfg, task)
+        self.optimizer = build_optimizer(trainable_parameters(self.parts), self.cfg, self.base_lr)
+        if resumed and self._pending_optimizer is not None:
+            self.optimizer.load_state_dict(self._pending_optimizer)
+        self._pending_optimizer = None
+
+    def train_epoch(self, task: int) -> None:
+        from cromo_bench.optim import lr_at
+
+        cfg, p, at = self.cfg, self.parts, self.at
+        assert self.optimizer is not None
+        lr = lr_at(at.epoch, cfg.epochs_for(task), self.base_lr, cfg.warmup_epochs, cfg.min_lr)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        meter = LossMeter()
-        for idx in batches(n, cfg.batch_size, generator):
-            x = data_x[idx.to(data_x.device)]  # (B, C, H, W) uint8
-            x1, x2 = parts.augment(x)
-            step = Step(x1, x2, task, parts.encoder, parts.objective, parts.old_encoder, replay, generator,
-                        data_y[idx.to(data_y.device)])
-            terms = parts.method.loss_terms(step)
+        idx = self.task_idx[task]
+        if at.pos == 0:
+            self.epoch_batches = [b.to(self.device) for b in batches(self.train_y[idx].cpu(), cfg, self.generator)]
+            self.meter = LossMeter()
+        replay = make_replay(p, self.generator) if p.buffer is not None and len(p.buffer) > 0 else None
+        p.encoder.train()
+        p.method.train()
+        while at.pos < len(self.epoch_batches):
+            sel = idx[self.epoch_batches[at.pos]]
+            x1, x2 = p.augment(self.train_x[sel])  # (B, C, H, W) float views
+            step = Step(x1, x2, task, p.encoder, p.objective, p.old_encoder, replay, self.generator,
+                        self.train_y[sel])
+            terms = p.method.loss_terms(step)
             loss = torch.stack(list(terms.values())).sum()
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            parts.objective.after_step(parts.encoder)
-            meter.add(terms, global_step)
-            global_step += 1
-            on_step(None)
-        means = meter.read(task)
+            self.optimizer.step()
+            p.objective.after_step(p.encoder)
+            self.meter.add(terms, at.global_step)
+            at.global_step += 1
+            at.pos += 1
+            self.bar.update(1)
+            if self.stop:
+                self.meter.check(task)  # never checkpoint a diverged model
+                self.save()
+                raise Interrupted(f"received {self.stop['signal']} at task {task + 1}, epoch {at.epoch + 1}; "
+                                  f"checkpoint saved in {self.directory}; rerun the same command with --resume")
+        means = self.meter.read(task)
         logged = {f"loss_{k}": v for k, v in means.items()} | {"loss": sum(means.values()), "lr": lr}
-        tracker.log_metrics(logged, step=epoch_offset + epoch)
-        on_step(logged)
-    return global_step
+        self.tracker.log_metrics(logged, step=at.epoch_offset + at.epoch)
+        self.bar.set_postfix(loss=f"{logged['loss']:.3f}")
+        at.epoch, at.pos = at.epoch + 1, 0
+        self.epoch_batches = []
+        if cfg.checkpoint_every and at.epoch % cfg.checkpoint_every == 0 and at.epoch < cfg.epochs_for(task):
+            self.save()
+
+    def end_task(self, task: int) -> None:
+        """Task boundary: snapshot the old encoder, fill the buffer, evaluate, checkpoint."""
+        from cromo_bench.evaluate import evaluate_after_task
+
+        cfg, p = self.cfg, self.parts
+        if p.method.needs_old_model:
+            p.old_encoder = freeze_copy(p.encoder, cfg.old_model_bn)
+        if p.buffer is not None:
+            idx = self.task_idx[task]
+            p.buffer.add_task(self.train_x[idx], self.train_y[idx], task, self.generator)
+        if cfg.eval_every_task or task == len(self.tasks) - 1:
+            from cromo_bench.confusion import eval_split
+
+            eval_tasks, eval_index = eval_split(self.tasks, self.eval_tasks, task)
+            ev = evaluate_after_task(p.encoder.backbone, self.data, eval_tasks, eval_index, cfg, self.device,
+                                     self.generator)
+            self.evals.append(ev.to_dict())
+            self.tracker.log_metrics({k: v for k, v in ev.scalars().items() if v == v}, step=task)  # no NaN
+            self.matrix.append(list(self.evals[-1]["per_task"]) + [None] * (len(eval_tasks) - 1 - eval_index))
+        self.at = Position(task + 1, 0, 0, self.at.global_step, self.at.epoch_offset + cfg.epochs_for(task))
+        self.optimizer = None
+        self.save()
+
+    def train(self) -> None:
+        resumed = self.at.epoch > 0 or self.at.pos > 0
+        for task in range(self.at.task, len(self.tasks)):
+            self.bar.set_description(f"{run_name(self.cfg)} task {task + 1}/{len(self.tasks)}")
+            self.begin_task(task, resumed)
+            resumed = False
+            while self.at.epoch < self.cfg.epochs_for(task):
+                self.train_epoch(task)
+            self.end_task(task)
+        self.bar.close()
 
 
-def make_replay(parts: Parts, generator: torch.Generator) -> Callable[[int], tuple[Tensor, Tensor]]:
+def make_replay(parts: Parts, generator: torch.Generator) -> Any:
     buffer, augment = parts.buffer, parts.augment
 
     def replay(n: int) -> tuple[Tensor, Tensor]:
@@ -231,95 +398,94 @@ def make_replay(parts: Parts, generator: torch.Generator) -> Callable[[int], tup
     return replay
 
 
-def end_task(cfg: RunConfig, parts: Parts, data: ImageData, idx: Tensor, task: int,
-             generator: torch.Generator) -> None:
-    """Task boundary: snapshot the old encoder and add the finished task to the buffer."""
-    if parts.method.needs_old_model:
-        parts.old_encoder = freeze_copy(parts.encoder, cfg.old_model_bn)
-    if parts.buffer is not None:
-        parts.buffer.add_task(data.train_x[idx], data.train_y[idx], task, generator)
-
-
-def evaluate_task(cfg: RunConfig, parts: Parts, data: ImageData, tasks: list[list[int]], task: int,
-                  device: torch.device, generator: torch.Generator) -> dict[str, Any]:
-    from cromo_bench.evaluate import evaluate_after_task
-
-    return evaluate_after_task(parts.encoder.backbone, data, tasks, task, cfg, device, generator).to_dict()
-
-
-def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageData | None = None,
-        parent_run_id: str | None = None) -> RunResult:
-    """Train `cfg.method` with `cfg.ssl` over the tasks of `cfg.benchmark`, evaluate, and log everything."""
-    from tqdm.auto import tqdm
-
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
-    generator = seed_everything(cfg.seed)
-    if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size)
-    data = data.subset_per_class(cfg.subset_per_class)
-    tasks = make_tasks(data.num_classes, cfg.task_sizes, cfg.class_order_seed)
-    parts = build_parts(cfg, data, device)
-    memory = cfg.memory if parts.buffer is not None else 0
-    tracker.start(cfg.benchmark, run_name(cfg), run_tags(cfg, device, memory), cfg.flat_params(),
-                  parent_run_id=parent_run_id)
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    task_idx = [task_indices(data.train_y, c) for c in tasks]
-    per_task_steps = [steps_per_epoch(len(i), cfg.batch_size) * cfg.epochs_for(t) for t, i in enumerate(task_idx)]
-    total_steps = sum(per_task_steps)
-    bar = tqdm(total=total_steps, disable=not progress, desc=run_name(cfg), unit="step", leave=False)
-
-    def on_step(logged: dict[str, float] | None) -> None:
-        if logged is None:
-            bar.update(1)
-        else:
-            bar.set_postfix(loss=f"{logged['loss']:.3f}")
-
-    status, t0 = "FAILED", time.time()
-    matrix: list[list[float | None]] = []
-    evals: list[dict[str, Any]] = []
-    try:
-        step, epoch_offset = 0, 0
-        for t, idx in enumerate(task_idx):
-            bar.set_description(f"{run_name(cfg)} task {t + 1}/{len(tasks)}")
-            step = train_task(cfg, parts, train_x[idx.to(device)], train_y[idx.to(device)], t, generator, step, total_steps, tracker,
-                              epoch_offset, on_step)
-            epoch_offset += cfg.epochs_for(t)
-            end_task(cfg, parts, data, idx, t, generator)
-            if cfg.eval_every_task or t == len(tasks) - 1:
-                ev = evaluate_task(cfg, parts, data, tasks, t, device, generator)
-                evals.append(ev)
-                tracker.log_metrics(ev["metrics"], step=t)
-                matrix.append(ev["row"] + [None] * (len(tasks) - 1 - t))
-        bar.close()
-        result = finish(cfg, tracker, tasks, matrix, evals, time.time() - t0)
-        status = "FINISHED"
-        return RunResult(tracker.run_id, result["metrics"], matrix, result)
-    except NonFiniteLoss as exc:
-        tracker.set_tags({f"{TAG_PREFIX}failure": str(exc)})
-        raise
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        bar.close()
-        tracker.end(status)
-
-
-def finish(cfg: RunConfig, tracker: Tracker, tasks: list[list[int]], matrix: list[list[float | None]],
-           evals: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Log the final metrics, the accuracy matrix and result.json; return the result dict."""
+def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
+    """Log the final metrics, the accuracy matrix, plots and result.json; return the result dict."""
     from cromo_bench.evaluate import continual_summary
 
-    final = evals[-1]
-    metrics = dict(final["metrics"])
+    cfg, tracker, tasks, matrix = trainer.cfg, trainer.tracker, trainer.tasks, trainer.matrix
+    final = trainer.evals[-1]
+    metrics = {k: v for k, v in final["metrics"].items() if v is not None}
     if len(matrix) == len(tasks):
         metrics.update(continual_summary(matrix))
     metrics["train_seconds"] = seconds
     tracker.log_metrics(metrics, step=len(tasks) - 1)
     tracker.log_json("accuracy_matrix.json", {"tasks": tasks, "R": matrix})
-    result = {"config": cfg.to_dict(), "tasks": tasks, "metrics": metrics, "accuracy_matrix": matrix,
-              "final": final, "per_task_evaluations": evals}
+    result = {"run_id": tracker.run_id, "config": cfg.to_dict(), "tasks": tasks, "metrics": metrics,
+              "accuracy_matrix": matrix, "final": final, "per_task_evaluations": trainer.evals}
     tracker.log_json("result.json", result)
+    _log_plots(tracker, matrix)
     return result
+
+
+def _log_plots(tracker: Tracker, matrix: list[list[float | None]]) -> None:
+    try:
+        from cromo_bench import plots
+    except ImportError:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in (("accuracy_matrix.png", plots.plot_accuracy_matrix), ("task_curves.png",
+                                                                                plots.plot_task_curves)):
+            path = Path(tmp) / name
+            fn(matrix, path)
+            tracker.log_file(path, "plots")
+
+
+def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageData | None = None,
+        parent_run_id: str | None = None, resume: bool = False) -> RunResult:
+    """Train `cfg.method` with `cfg.ssl` over the tasks of `cfg.benchmark`, evaluate, and log everything.
+
+    With `resume`, continue the latest unfinished run of this configuration from its last checkpoint, in the
+    same tracker run."""
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size)
+    data = data.subset_per_class(cfg.subset_per_class)
+    trainer = Trainer(cfg, tracker, data, progress)
+    state = ckpt.read_state(trainer.directory) if resume else None
+    if state is not None and state.get("status") == "finished":
+        raise CromoError(f"this configuration already finished as run {state.get('run_id')}; "
+                         "drop --resume to start a new run")
+    saved = ckpt.load_checkpoint(trainer.directory) if state is not None else None
+    if saved is not None:
+        trainer.restore(saved)
+        tracker.start(cfg.benchmark, run_name(cfg), {}, {}, run_id=state["run_id"] if state else None)
+    else:
+        memory = cfg.memory if trainer.parts.buffer is not None else 0
+        tracker.start(cfg.benchmark, run_name(cfg), run_tags(cfg, trainer.device, memory), cfg.flat_params(),
+                      parent_run_id=parent_run_id)
+    ckpt.write_state(trainer.directory, run_id=tracker.run_id, status="running", config_key=ckpt.config_key(cfg))
+    handler = _stop_requested(trainer.stop)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} if _main_thread() else {}
+    status, t0 = "FAILED", time.time()
+    try:
+        trainer.train()
+        result = _finish(trainer, time.time() - t0)
+        status = "FINISHED"
+        ckpt.write_state(trainer.directory, status="finished")
+        return RunResult(tracker.run_id, result["metrics"], trainer.matrix, result)
+    except Interrupted:
+        status = "KILLED"
+        ckpt.write_state(trainer.directory, status="interrupted")
+        raise
+    except NonFiniteLoss as exc:
+        tracker.set_tags({f"{TAG_PREFIX}failure": str(exc)})
+        ckpt.write_state(trainer.directory, status="failed", reason=str(exc))
+        raise
+    except Exception as exc:
+        tracker.set_tags({f"{TAG_PREFIX}failure": f"{type(exc).__name__}: {exc}"[:5000]})
+        ckpt.write_state(trainer.directory, status="failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        trainer.bar.close()
+        tracker.end(status)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,56 @@
+"""Config resolution, --set overrides and registry lookups."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from cromo_bench.config import RunConfig, parse_overrides
+from cromo_bench.errors import CromoError
+from cromo_bench.experiment import build_config
+from cromo_bench.registry import lookup, names
+
+
+def test_set_overrides_are_typed():
+    out = parse_overrides(["lr=0.5", "epochs_first=3", "detach_current_target=false", "task_sizes=5,5",
+                           "class_order_seed=none"])
+    assert out == {"lr": 0.5, "epochs_first": 3, "detach_current_target": False, "task_sizes": (5, 5),
+                   "class_order_seed": None}
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("lrr=0.1", "unknown config key 'lrr'. Did you mean 'lr'"),
+    ("epochs_first=two", "expected int"),
+    ("detach_current_target=maybe", "expected bool"),
+    ("novalue", "key=value"),
+])
+def test_bad_overrides_fail_with_one_line(pair, message):
+    with pytest.raises(CromoError, match=message) as info:
+        parse_overrides([pair])
+    assert "\n" not in str(info.value)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().lr = 1.0  # type: ignore[misc]
+
+
+def test_resolution_order_spec_then_flags_then_set():
+    cfg = build_config("finetune", "barlow", "digits-5x2", flags={"seed": 3, "epochs_first": 2},
+                       sets=["epochs_first=4", "width=16"])
+    assert cfg.seed == 3 and cfg.epochs_first == 4 and cfg.width == 16
+    assert cfg.benchmark == "digits-5x2" and cfg.dataset == "digits" and cfg.task_sizes == (2,) * 5
+    assert cfg.image_size == 16  # from the spec's defaults
+
+
+def test_choice_fields_are_validated():
+    with pytest.raises(CromoError, match="norm 'xx' is not allowed; choose one of: bn, gn"):
+        build_config("finetune", "barlow", "digits-5x2", sets=["norm=xx"])
+
+
+def test_lookup_suggests_the_closest_name():
+    with pytest.raises(CromoError, match="Did you mean 'finetune'") as info:
+        lookup("method", "finetun")
+    assert "Valid methods: " in str(info.value)
+    assert "digits-5x2" in names("benchmark")
