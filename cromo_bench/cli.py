@@ -119,9 +119,54 @@ def ui(
     raise typer.Exit(code)
 
 
+@app.command()
+def sweep(
+    suite: Annotated[str | None, typer.Option(help="named suite; the options below replace its axes")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="method (repeat)")] = None,
+    ssl: Annotated[list[str] | None, typer.Option(help="objective (repeat; default barlow)")] = None,
+    split: Annotated[list[str] | None, typer.Option(help="benchmark (repeat; default digits-5x2)")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="seed (repeat; default: the spec's)")] = None,
+    memory: Annotated[list[int] | None, typer.Option(help="buffer budget per task (repeat)")] = None,
+    class_order_seed: Annotated[list[str] | None, typer.Option(help="class order seed or 'natural'")] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the epochs of every task")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (repeat)")] = None,
+    device: str = "auto", data_dir: str | None = None, tracking_uri: str | None = None,
+    launcher: Annotated[str, typer.Option(help="local | slurm | debug (| submitit-local)")] = "local",
+    jobs: Annotated[int, typer.Option(help="parallel workers (slurm: array parallelism)")] = 1,
+    partition: str | None = None, gpus: int = 1, time: str = "24:00:00", mem: str = "32G", cpus: int = 8,
+) -> None:
+    """Run a grid of cells (skipping FINISHED ones) as child runs of one parent run per split."""
+    from cromo_bench import sweep as sw
+
+    with user_errors():
+        cells = sw.cells_for(suite, methods=method or (), objectives=ssl or (), splits=split or (), seeds=seed
+                             or (), memories=memory or (), class_order_seeds=class_order_seed or ())
+        summary = sw.run_sweep(cells, sw.Options(tuple(set_ or ()), epochs, device, data_dir),
+                               tracking_uri=tracking_uri, launcher=launcher, jobs=jobs,
+                               slurm=sw.Slurm(partition, gpus, time, mem, cpus), name=suite or "custom")
+        typer.echo(summary.report())
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="the run id (see `cromo-bench ui` or a sweep's summary)")],
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default ./mlflow.db)")] = None,
+) -> None:
+    """Everything about one run: tags, config, final results and the accuracy matrix."""
+    from cromo_bench.sweep import show_run
+
+    with user_errors():
+        typer.echo(show_run(run_id, tracking_uri))
+
+
 def main() -> None:
     try:
         app()
     except CromoError as exc:  # raised outside a command body
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

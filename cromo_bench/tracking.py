@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +83,31 @@ class MemoryTracker:
         return values[-1]
 
 
+@contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a SQLite store across processes (a lock file beside the database)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///") :])
+    if not db.parent.is_dir():
+        raise CromoError(f"tracking store folder '{db.parent}' does not exist; create it or pick another "
+                         "--tracking-uri")
+    try:
+        handle = open(str(db) + ".lock", "a")  # noqa: SIM115 - held for the duration of the block
+    except OSError as exc:
+        raise CromoError(f"tracking store '{db}' is not writable ({exc.strerror}); pass a writable "
+                         "--tracking-uri") from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class MlflowTracker:
     """Logs to an MLflow tracking store through MlflowClient (no global active-run state)."""
 
@@ -91,9 +118,16 @@ class MlflowTracker:
         self.uri = tracking_uri(uri)
         self._mlflow = mlflow
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            with sqlite_init_lock(self.uri):  # concurrent first use of a new SQLite file races
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.client.search_experiments(max_results=1)  # creates / migrates the schema now
+        except CromoError:
+            raise
         except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad URIs
-            raise CromoError(f"cannot open tracking store '{self.uri}': {exc}") from exc
+            raise CromoError(
+                f"cannot open tracking store '{self.uri}': {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                "pass a writable --tracking-uri (e.g. sqlite:///mlflow.db or http://host:5000)"
+            ) from exc
         self.run_id = ""
 
     def experiment_id(self, name: str) -> str:
@@ -159,3 +193,101 @@ def write_temp_json(obj: Any, name: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix="cromo-")) / name
     path.write_text(json.dumps(obj, indent=2))
     return path
+
+
+# --- reading runs back for the leaderboard ---------------------------------------------------------------
+
+from typing import TYPE_CHECKING  # noqa: E402 - appended section; keeps the module's top untouched
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_COLUMNS = ("run_id", "experiment", "status", "start_time", "run_name", *SCHEMA_TAGS)
+
+
+def load_runs(uri: str | None = None, experiments: list[str] | None = None,
+              split: str | None = None) -> pd.DataFrame:
+    """One row per run (any status): RUN_COLUMNS, then the last value of every metric, one column each.
+
+    `experiments` restricts the search to those experiment names (default: all); `split` keeps only runs
+    tagged `cromo.split = split`. Tags are strings; `start_time` is a UTC pandas Timestamp.
+    """
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    resolved = tracking_uri(uri)
+    _require_sqlite_file(resolved)
+    if split and "'" in split:
+        raise CromoError(f"invalid split name {split!r}")
+    try:
+        client = MlflowClient(tracking_uri=resolved)
+        names = _experiment_names(client, experiments)
+        query = f"tags.`{TAG_PREFIX}split` = '{split}'" if split else ""
+        rows = [_run_row(run, names) for run in _search_all(client, list(names), query)]
+    except CromoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mlflow raises many types for unreachable or bad stores
+        raise CromoError(f"cannot read tracking store '{resolved}': {str(exc).splitlines()[0]}") from exc
+    frame = pd.DataFrame(rows)
+    for col in RUN_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = pd.Series(dtype="object")
+    metrics = sorted(c for c in frame.columns if c not in RUN_COLUMNS)
+    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+    return frame[[*RUN_COLUMNS, *metrics]].reset_index(drop=True)
+
+
+def _require_sqlite_file(uri: str) -> None:
+    """Reading must not create an empty store: a missing SQLite file is a user error."""
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        path = Path(uri[len("sqlite:///"):])
+        if not path.exists():
+            raise CromoError(f"no tracking store at '{path}' (run `cromo-bench run` first, "
+                             "or pass --tracking-uri / set MLFLOW_TRACKING_URI)")
+
+
+def _experiment_names(client: Any, wanted: list[str] | None) -> dict[str, str]:
+    """Map experiment id -> name for the wanted names (all active experiments when None)."""
+    from cromo_bench.errors import unknown_name
+
+    found: dict[str, str] = {}
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        found.update({e.name: str(e.experiment_id) for e in page})
+        token = page.token
+        if not token:
+            break
+    if wanted is None:
+        return {i: n for n, i in found.items()}
+    for name in wanted:
+        if name not in found:
+            raise unknown_name("experiment", name, found)
+    return {found[n]: n for n in wanted}
+
+
+def _search_all(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
+    if not experiment_ids:
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=query, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _run_row(run: Any, experiment_names: dict[str, str]) -> dict[str, Any]:
+    tags = run.data.tags
+    row: dict[str, Any] = {
+        "run_id": run.info.run_id,
+        "experiment": experiment_names.get(str(run.info.experiment_id), ""),
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "run_name": run.info.run_name,
+    }
+    row.update({name: tags.get(TAG_PREFIX + name) for name in SCHEMA_TAGS})
+    row.update({k: float(v) for k, v in run.data.metrics.items() if k not in row})
+    return row

@@ -404,7 +404,7 @@ def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
 
     cfg, tracker, tasks, matrix = trainer.cfg, trainer.tracker, trainer.tasks, trainer.matrix
     final = trainer.evals[-1]
-    metrics = {k: v for k, v in final["metrics"].items() if v is not None}
+    metrics = {k: v for k, v in {**final["metrics"], **final["knn"]}.items() if v is not None}
     if len(matrix) == len(tasks):
         metrics.update(continual_summary(matrix))
     metrics["train_seconds"] = seconds

@@ -1,0 +1,79 @@
+"""The continual loop end to end on tiny digits runs, parametrized over the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cromo_bench.config import parse_overrides
+from cromo_bench.data import load_digits
+from cromo_bench.experiment import build_config
+from cromo_bench.registry import names
+from cromo_bench.tracking import MemoryTracker
+from cromo_bench.train import NonFiniteLoss, run
+from tests.helpers import TINY_SETS
+
+DIGITS = load_digits(16)
+
+
+def tiny_config(method: str, ssl: str, **values):
+    sets = TINY_SETS + ["task_sizes=5,5", "run_dir=" + str(values.pop("run_dir", "runs"))]
+    sets += [f"{k}={v}" for k, v in values.items()]
+    return build_config(method, ssl, "digits-5x2", flags={"epochs_first": 1, "epochs_later": 1}, sets=sets)
+
+
+@pytest.mark.parametrize("ssl", names("objective"))
+@pytest.mark.parametrize("method", names("method"))
+def test_every_method_and_objective_trains_evaluates_and_logs(method, ssl, tmp_path):
+    if ssl == "supervised" and method != "finetune":
+        pytest.skip("the supervised reference is only used with finetune")
+    cfg = tiny_config(method, ssl, run_dir=tmp_path)
+    tracker = MemoryTracker()
+    result = run(cfg, tracker, progress=False, data=DIGITS)
+    m = result.metrics
+    for key in ("LA", "TP", "WP", "WP_oracle"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["LA"] == pytest.approx(m["TP"] * m["WP"], abs=1e-6)
+    assert tracker.status == "FINISHED"
+    assert tracker.tags["cromo.method"] == method and tracker.tags["cromo.ssl"] == ssl
+    assert "loss_ssl" in {k for k, _, _ in tracker.metrics}
+    assert len(result.accuracy_matrix) == 2 and result.accuracy_matrix[0][1] is None
+    assert "result.json" in tracker.artifacts
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    a = run(tiny_config("finetune", "barlow", run_dir=tmp_path / "a"), MemoryTracker(), progress=False,
+            data=DIGITS)
+    b = run(tiny_config("finetune", "barlow", run_dir=tmp_path / "b"), MemoryTracker(), progress=False,
+            data=DIGITS)
+    assert {k: a.metrics[k] for k in ("LA", "TP", "WP")} == {k: b.metrics[k] for k in ("LA", "TP", "WP")}
+    assert a.accuracy_matrix == b.accuracy_matrix
+    assert a.metrics["knn_acc"] == b.metrics["knn_acc"]
+
+
+def test_non_finite_loss_fails_the_run_with_the_term_task_and_step(tmp_path, monkeypatch):
+    from cromo_bench.objectives.barlow import BarlowTwins
+
+    calls = {"n": 0}
+    original = BarlowTwins.pair_loss
+
+    def poisoned(self, a, b):
+        calls["n"] += 1
+        out = original(self, a, b)
+        return out * float("nan") if calls["n"] == 5 else out
+
+    monkeypatch.setattr(BarlowTwins, "pair_loss", poisoned)
+    tracker = MemoryTracker()
+    with pytest.raises(NonFiniteLoss, match=r"loss term 'ssl' became non-finite at task 1, step 4"):
+        run(tiny_config("finetune", "barlow", run_dir=tmp_path), tracker, progress=False, data=DIGITS)
+    assert tracker.status == "FAILED"
+    assert "non-finite" in tracker.tags["cromo.failure"]
+
+
+def test_overrides_reach_the_model(tmp_path):
+    cfg = tiny_config("finetune", "barlow", run_dir=tmp_path, width=8)
+    assert cfg.width == 8 and parse_overrides(["width=8"]) == {"width": 8}
+    from cromo_bench.models import build_backbone
+
+    net, dim = build_backbone(cfg)
+    assert dim == 64 and net(torch.zeros(2, 3, 16, 16)).shape == (2, 64)
