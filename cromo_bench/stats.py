@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ def compare(a: Values, b: Values, test: str = "auto") -> Comparison:
 def _unpaired_note(a: Values, b: Values, shared: list[str]) -> str:
     if len(a) < 2 or len(b) < 2:
         return ""
-    return f"seed sets differ ({len(shared)} shared of {len(a)} and {len(b)}): Welch"
+    return f"seed sets differ ({len(shared)} shared of {len(a)} and {len(b)}), so Welch's t-test, not paired"
 
 
 def _paired(a: Values, b: Values, seeds: list[str], test: str, note: str) -> Comparison:
@@ -89,7 +90,9 @@ def _paired(a: Values, b: Values, seeds: list[str], test: str, note: str) -> Com
     n = len(seeds)
     if np.all(x == y):
         return Comparison(test, 0.0, 1.0, len(a), len(b), n, _join(note, "identical values: p = 1"))
-    res = st.ttest_rel(x, y) if test == "paired" else st.wilcoxon(x, y)
+    with warnings.catch_warnings():  # near-constant differences: scipy warns, the limit (p -> 0) is right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = st.ttest_rel(x, y) if test == "paired" else st.wilcoxon(x, y)
     return Comparison(test, float(res.statistic), float(res.pvalue), len(a), len(b), n, note)
 
 
@@ -100,7 +103,9 @@ def _welch(a: Values, b: Values, note: str) -> Comparison:
         return Comparison("none", None, None, x.size, y.size, 0, f"n<2 (n={x.size} vs n={y.size}): no test")
     if np.ptp(x) == 0 and np.ptp(y) == 0 and x[0] == y[0]:
         return Comparison("welch", 0.0, 1.0, x.size, y.size, 0, _join(note, "identical values: p = 1"))
-    res = st.ttest_ind(x, y, equal_var=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = st.ttest_ind(x, y, equal_var=False)
     return Comparison("welch", float(res.statistic), float(res.pvalue), x.size, y.size, 0, note)
 
 
