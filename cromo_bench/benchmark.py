@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cromo_loss": ("native", "bt"),
     "old_model_bn": ("train", "eval"),
     "probe_mode": ("fast", "paper"),
+    "minibatch": ("random", "cil", "dil"),
 }
 
 
@@ -102,7 +103,7 @@ def resolve_config(
     """Build the RunConfig of one run: defaults < objective < spec < spec[ssl] < method < flags < --set."""
     cfg = RunConfig()
     cfg = with_values(cfg, dict(objective_defaults))
-    base = {
+    base: dict[str, Any] = {
         "method": method,
         "ssl": ssl,
         "benchmark": spec.name,

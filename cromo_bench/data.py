@@ -162,10 +162,10 @@ def _read_images(paths: list[Path], size: int | None) -> Tensor:
     out = []
     for p in paths:
         try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
+            with Image.open(p) as opened:
+                im = opened.convert("RGB")
                 if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.BILINEAR)
+                    im = im.resize((size, size), Image.Resampling.BILINEAR)
                 out.append(np.asarray(im, dtype=np.uint8))
         except (UnidentifiedImageError, OSError) as exc:
             raise CromoError(f"corrupt or unreadable image '{p}': {exc}; remove or replace the file") from exc
