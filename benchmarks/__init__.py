@@ -1,11 +1,25 @@
-"""Frozen, versioned benchmark specs and named suites. `ALL_BENCHMARKS` and `ALL_SUITES` feed the registry."""
+"""Frozen, versioned benchmark specs and named suites. `ALL_BENCHMARKS` and `ALL_SUITES` feed the registry.
+
+- `embedded.py`: digits-5x2, the CPU demo (scikit-learn's digits, no download).
+- `cpu.py`: cifar10-cpu-5x2, real CIFAR-10 images at CPU size.
+- `paper.py`: the reference's splits and offline upper bounds, per-objective hyperparameters and budgets.
+- `confusion.py`: the task-confusion study, CIL- vs DIL-minibatches (CIFAR-100 and digits).
+- `suites.py`: named grids for `cromo-bench sweep --suite`.
+"""
 
 from __future__ import annotations
 
+from benchmarks.confusion import CONFUSION_BENCHMARKS
+from benchmarks.cpu import CIFAR10_CPU_5X2
 from benchmarks.embedded import DIGITS_5X2
+from benchmarks.paper import PAPER_BENCHMARKS
 from benchmarks.suites import ALL_SUITES, Suite
 from cromo_bench.benchmark import BenchmarkSpec
 
-ALL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (DIGITS_5X2,)
+ALL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (DIGITS_5X2, CIFAR10_CPU_5X2, *PAPER_BENCHMARKS,
+                                             *CONFUSION_BENCHMARKS)
 
-__all__ = ["ALL_BENCHMARKS", "ALL_SUITES", "BenchmarkSpec", "Suite"]
+# classes of each dataset a spec may name (`folder` trees are sized at load time)
+DATASET_CLASSES: dict[str, int] = {"digits": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
+
+__all__ = ["ALL_BENCHMARKS", "ALL_SUITES", "DATASET_CLASSES", "BenchmarkSpec", "Suite"]

@@ -20,10 +20,13 @@ _SMALL = {
     "knn_k": 50,
 }
 
+SMALL = _SMALL  # shared with the digits versions of the task-confusion study
+
 DIGITS_5X2 = BenchmarkSpec(
     name="digits-5x2",
     version=1,
-    description="scikit-learn digits (1,797 8x8 images upsampled to 16x16), 5 tasks x 2 classes, natural order",
+    description="scikit-learn digits (1,797 8x8 images upsampled to 16x16), 5 tasks x 2 classes, "
+                "natural order",
     dataset="digits",
     task_sizes=(2, 2, 2, 2, 2),
     epochs=(6, 6),

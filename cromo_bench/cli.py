@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -44,14 +44,14 @@ def run(
     ssl: Annotated[str, typer.Option(help="SSL objective: corinfomax, barlow, simclr, byol")] = "barlow",
     split: Annotated[str, typer.Option(help="benchmark / split name (see `cromo-bench list`)")] = "digits-5x2",
     seed: Annotated[int, typer.Option(help="seed for initialisation, augmentation and sampling")] = 0,
-    class_order_seed: Annotated[Optional[str], typer.Option(help="class permutation seed; 'natural'")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="override the epochs of every task")] = None,
+    class_order_seed: Annotated[str | None, typer.Option(help="class permutation seed; 'natural'")] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the epochs of every task")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    data_dir: Annotated[Optional[str], typer.Option(help="folder holding (or receiving) the dataset")] = None,
-    probe: Annotated[Optional[str], typer.Option(help="linear probe protocol: fast | paper")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow store (default sqlite:///mlflow.db)")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeat)")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="quirk preset: reference | clean")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="folder holding (or receiving) the dataset")] = None,
+    probe: Annotated[str | None, typer.Option(help="linear probe protocol: fast | paper")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default sqlite:///mlflow.db)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeat)")] = None,
+    preset: Annotated[str | None, typer.Option(help="quirk preset: reference | clean")] = None,
     resume: Annotated[bool, typer.Option(help="continue this configuration's unfinished run")] = False,
     deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (GPU)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,

@@ -16,17 +16,25 @@ KINDS = ("method", "objective", "benchmark", "suite")
 
 @cache
 def _methods() -> dict[str, Any]:
+    from baselines.cassle import CaSSLe
+    from baselines.cassle_plus import CaSSLePlus
+    from baselines.er import ER
     from baselines.finetune import Finetune
+    from methods.cromo_mixup import CromoMixup, CromoNoDistill
 
-    entries: list[Any] = [Finetune]
+    entries: list[Any] = [Finetune, ER, CaSSLe, CaSSLePlus, CromoMixup, CromoNoDistill]
     return {cls.name: cls for cls in entries}
 
 
 @cache
 def _objectives() -> dict[str, Any]:
     from cromo_bench.objectives.barlow import BarlowTwins
+    from cromo_bench.objectives.byol import BYOL
+    from cromo_bench.objectives.corinfomax import CorInfoMax
+    from cromo_bench.objectives.simclr import SimCLR
+    from cromo_bench.objectives.supervised import Supervised
 
-    entries: list[Any] = [BarlowTwins]
+    entries: list[Any] = [BarlowTwins, CorInfoMax, SimCLR, BYOL, Supervised]
     return {cls.name: cls for cls in entries}
 
 

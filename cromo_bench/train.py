@@ -139,9 +139,28 @@ def trainable_parameters(parts: Parts) -> list[tuple[str, nn.Parameter]]:
     return out
 
 
+class FrozenEncoder(Encoder):
+    """The frozen old model. Its forward runs under inference mode (no autograd bookkeeping; BatchNorm in train
+    mode still updates its running statistics, as in the reference) and returns a normal tensor (a clone), so
+    losses may save it for backward. Same parameters and state_dict keys as `Encoder`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            z = super().forward(x)  # (N, D)
+        return z.clone()
+
+
+def set_memory_format(parts: Parts, memory_format: torch.memory_format) -> None:
+    """Lay out every 4-d parameter and buffer of the networks (encoder, old encoder, objective with BYOL's EMA
+    target, method) in `memory_format` (channels_last on CUDA)."""
+    for module in (parts.encoder, parts.old_encoder, parts.objective, parts.method):
+        if module is not None:
+            module.to(memory_format=memory_format)  # type: ignore[call-overload]
+
+
 def freeze_copy(encoder: Encoder, bn_mode: str) -> Encoder:
     """A frozen snapshot of the encoder; BatchNorm in train mode (the reference) or eval mode."""
-    old = copy.deepcopy(encoder)
+    old = FrozenEncoder(copy.deepcopy(encoder.backbone), copy.deepcopy(encoder.projector))
     for p in old.parameters():
         p.requires_grad_(False)
     old.train(bn_mode == "train")
@@ -237,6 +256,15 @@ class Trainer:
         self.eval_tasks = (make_tasks(data.num_classes, cfg.eval_task_sizes, cfg.class_order_seed)
                            if cfg.eval_task_sizes else None)
         self.parts = build_parts(cfg, data, self.device)
+        # Speed (issue 8; same math): on CUDA bf16 autocast, channels_last and cuDNN autotuning. The CPU keeps
+        # fp32 (bf16 autocast is ~25x slower without bf16 units) and NCHW (channels_last stalls at narrow widths).
+        cuda = self.device.type == "cuda"
+        self.amp = cuda
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        if cuda and not cfg.deterministic:
+            torch.backends.cudnn.benchmark = True
+        set_memory_format(self.parts, self.memory_format)
+        self._compiled: dict[int, nn.Module] = {}  # id(module) -> torch.compile wrapper (cfg.compile)
         self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
         self.task_idx = [task_indices(data.train_y, c).to(self.device) for c in self.tasks]
         self.total_steps = sum(steps_per_epoch(len(i), cfg.batch_size) * cfg.epochs_for(t)
@@ -321,20 +349,11 @@ class Trainer:
         if at.pos == 0:
             self.epoch_batches = [b.to(self.device) for b in batches(self.train_y[idx].cpu(), cfg, self.generator)]
             self.meter = LossMeter()
-        replay = make_replay(p, self.generator) if p.buffer is not None and len(p.buffer) > 0 else None
+        replay = self.replay()
         p.encoder.train()
         p.method.train()
         while at.pos < len(self.epoch_batches):
-            sel = idx[self.epoch_batches[at.pos]]
-            x1, x2 = p.augment(self.train_x[sel])  # (B, C, H, W) float views
-            step = Step(x1, x2, task, p.encoder, p.objective, p.old_encoder, replay, self.generator,
-                        self.train_y[sel])
-            terms = p.method.loss_terms(step)
-            loss = torch.stack(list(terms.values())).sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            p.objective.after_step(p.encoder)
+            terms = self.step(task, idx[self.epoch_batches[at.pos]], replay)
             self.meter.add(terms, at.global_step)
             at.global_step += 1
             at.pos += 1
@@ -353,16 +372,61 @@ class Trainer:
         if cfg.checkpoint_every and at.epoch % cfg.checkpoint_every == 0 and at.epoch < cfg.epochs_for(task):
             self.save()
 
+    def replay(self) -> Any:
+        """The step's replay function (n -> two views of n buffer images), or None without buffer images."""
+        p = self.parts
+        if p.buffer is None or len(p.buffer) == 0:
+            return None
+        return make_replay(p, self.generator, self.memory_format)
+
+    def _run(self, module: nn.Module) -> nn.Module:
+        """`module` itself, or with cfg.compile its torch.compile wrapper (same parameters; the module and its
+        checkpoints stay plain, and deep copies of it never share a compiled call)."""
+        if not self.cfg.compile:
+            return module
+        live = (id(self.parts.encoder), id(self.parts.old_encoder))  # drop wrappers of replaced old encoders
+        self._compiled = {k: v for k, v in self._compiled.items() if k in live}
+        if id(module) not in self._compiled:
+            self._compiled[id(module)] = torch.compile(module)  # type: ignore[assignment]
+        return self._compiled[id(module)]
+
+    def make_step(self, task: int, x1: Tensor, x2: Tensor, replay: Any, y: Tensor | None = None) -> Step:
+        p = self.parts
+        old = self._run(p.old_encoder) if p.old_encoder is not None else None
+        return Step(x1, x2, task, self._run(p.encoder), p.objective, old, replay, self.generator, y)
+
+    def step(self, task: int, sel: Tensor, replay: Any) -> dict[str, Tensor]:
+        """One training step on the current images `train_x[sel]` (indices on the device): two views, the
+        method's named loss terms (under bf16 autocast on CUDA), backward, optimizer step, the objective's
+        after-step update. No host sync: the terms stay on the device."""
+        p = self.parts
+        assert self.optimizer is not None
+        x1, x2 = augment_views(p.augment, self.train_x[sel], self.memory_format)  # (B, C, S, S) float32 each
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            terms = p.method.loss_terms(self.make_step(task, x1, x2, replay, self.train_y[sel]))
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        p.objective.after_step(p.encoder)
+        return terms
+
+    def carry_over(self, task: int) -> None:
+        """What the next task trains with: the frozen old encoder and the buffer filled from `task`."""
+        p = self.parts
+        if p.method.needs_old_model:
+            p.old_encoder = freeze_copy(p.encoder, self.cfg.old_model_bn)
+            p.old_encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        if p.buffer is not None:
+            idx = self.task_idx[task]
+            p.buffer.add_task(self.train_x[idx], self.train_y[idx], task, self.generator)
+
     def end_task(self, task: int) -> None:
         """Task boundary: snapshot the old encoder, fill the buffer, evaluate, checkpoint."""
         from cromo_bench.evaluate import evaluate_after_task
 
         cfg, p = self.cfg, self.parts
-        if p.method.needs_old_model:
-            p.old_encoder = freeze_copy(p.encoder, cfg.old_model_bn)
-        if p.buffer is not None:
-            idx = self.task_idx[task]
-            p.buffer.add_task(self.train_x[idx], self.train_y[idx], task, self.generator)
+        self.carry_over(task)
         if cfg.eval_every_task or task == len(self.tasks) - 1:
             from cromo_bench.confusion import eval_split
 
@@ -388,12 +452,24 @@ class Trainer:
         self.bar.close()
 
 
-def make_replay(parts: Parts, generator: torch.Generator) -> Any:
+def augment_views(augment: nn.Module, x_uint8: Tensor,
+                  memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, Tensor]:
+    """Two float32 views of uint8 images, batched on their device; augmentation never runs under autocast
+    (the method may call replay inside the step's autocast region). `memory_format`: the encoder's layout."""
+    with torch.autocast(x_uint8.device.type, enabled=False):
+        v1, v2 = augment(x_uint8)  # (B, C, S, S) each
+    if memory_format != torch.contiguous_format:
+        v1, v2 = v1.contiguous(memory_format=memory_format), v2.contiguous(memory_format=memory_format)
+    return v1, v2
+
+
+def make_replay(parts: Parts, generator: torch.Generator,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Any:
     buffer, augment = parts.buffer, parts.augment
 
     def replay(n: int) -> tuple[Tensor, Tensor]:
         images = buffer.sample(n, generator)  # (n, C, H, W) uint8 on the device
-        return augment(images)
+        return augment_views(augment, images, memory_format)
 
     return replay
 

@@ -101,7 +101,7 @@ def test_supervised_loss_uses_labels() -> None:
 
 
 @pytest.mark.parametrize("ssl", ["barlow", "supervised"])
-def test_confusion_digits_reports_tp_for_cil_and_dil(ssl: str) -> None:
+def test_confusion_digits_reports_tp_for_cil_and_dil(ssl: str, tmp_cwd: object) -> None:
     from cromo_bench.experiment import build_config
     from cromo_bench.tracking import MemoryTracker
     from cromo_bench.train import run

@@ -132,20 +132,20 @@ def test_cell_job_requeues_itself_with_resume() -> None:
     assert isinstance(delayed.function, sw.CellJob) and delayed.args[0]["resume"] is True
 
 
-def test_dead_worker_fails_its_running_run(tmp_path: Path) -> None:
+def test_dead_worker_fails_its_running_run(tmp_cwd: Path) -> None:
     from cromo_bench.tracking import MlflowTracker
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = f"sqlite:///{tmp_cwd / 'm.db'}"
     cell = sw.Cell("finetune", "barlow", "digits-5x2", 0)
     parent = MlflowTracker(uri)
     parent_id = parent.start("digits-5x2", "sweep", {}, {})
     child = MlflowTracker(uri)
     child.start("digits-5x2", "cell", {"cromo.sweep_id": "abc", "cromo.cell": cell.key}, {},
                 parent_run_id=parent_id)
-    log = tmp_path / "cell0.log"
+    log = tmp_cwd / "cell0.log"
     log.write_text("Traceback ...\nKilled\n")
     task = {"cell": dataclasses.asdict(cell), "tracking_uri": uri, "sweep_id": "abc", "parent_run_id": parent_id}
-    result = sw._collect(-9, task, tmp_path / "missing.json", log)
+    result = sw._collect(-9, task, tmp_cwd / "missing.json", log)
     assert result.status == "failed" and "status -9" in result.reason and "Killed" in result.reason
     run = client(uri).get_run(child.run_id)
     assert run.info.status == "FAILED" and "Killed" in run.data.tags["cromo.failure"]
@@ -266,3 +266,12 @@ def test_sweep_against_a_real_mlflow_server_loses_no_run(tmp_cwd: Path, mlflow_s
     child = next(r for r in all_runs(mlflow_server) if "mlflow.parentRunId" in r.data.tags)
     shown = CliRunner().invoke(app, ["show", child.info.run_id, "--tracking-uri", mlflow_server])
     assert "accuracy matrix" in shown.output and json.dumps(child.info.run_id).strip('"') in shown.output
+
+
+def test_an_interrupted_cell_that_is_not_resumed_counts_as_failed() -> None:
+    bar = sw._Progress(2, 0, enabled=False)
+    out = bar.add(sw.CellResult("k", "interrupted", "r1", "Interrupted: received SIGTERM"))
+    assert out.status == "failed" and bar.counts == {"done": 0, "skipped": 0, "failed": 1}
+    summary = sw.Summary("s", {}, [out, sw.CellResult("j", "done", "r2")])
+    assert "1 done, 0 skipped (already FINISHED), 1 failed" in summary.report()
+    assert "FAILED k (run r1): Interrupted" in summary.report()
