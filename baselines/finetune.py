@@ -7,7 +7,6 @@ from typing import ClassVar
 from torch import Tensor
 
 from cromo_bench.method import Method, Step
-from cromo_bench.objectives.supervised import Supervised
 
 
 class Finetune(Method):
@@ -15,6 +14,4 @@ class Finetune(Method):
 
     def loss_terms(self, step: Step) -> dict[str, Tensor]:
         z1, z2 = step.encoder(step.x1), step.encoder(step.x2)  # (B, D) each
-        if isinstance(step.objective, Supervised):  # the supervised reference (task-confusion study)
-            return {"supervised": step.objective.labelled_loss(z1, z2, step.y)}
-        return {"ssl": step.objective.ssl_loss(step.x1, step.x2, z1, z2)}
+        return {"ssl": step.objective.ssl_loss(step.x1, step.x2, z1, z2, step.y)}

@@ -25,6 +25,8 @@ from cromo_bench.config import RunConfig
 
 class Objective(nn.Module):
     name: ClassVar[str] = ""
+    #: True only for the supervised reference, which reads the batch labels and runs with finetune alone.
+    uses_labels: ClassVar[bool] = False
     #: RunConfig values of REFERENCE.md section 10 (CIFAR); benchmark specs refine them per dataset.
     defaults: ClassVar[dict[str, Any]] = {}
 
@@ -52,8 +54,9 @@ class Objective(nn.Module):
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
-        """The SSL loss of two views: x1, x2 (B, C, H, W) inputs; z1, z2 (B, D) projector outputs."""
+    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor, y: Tensor | None = None) -> Tensor:
+        """The SSL loss of two views: x1, x2 (B, C, H, W) inputs; z1, z2 (B, D) projector outputs; y (B,) the
+        batch labels, which only a supervised reference may read."""
         return self.pair_loss(self.query(z1), self.target(x2, z2))
 
     def distill_loss(self, p1: Tensor, p2: Tensor, o1: Tensor, o2: Tensor) -> Tensor:

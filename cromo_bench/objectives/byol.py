@@ -108,7 +108,7 @@ class BYOL(Objective):
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
         return neg_cos_loss(a, b).mean()
 
-    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor, y: Tensor | None = None) -> Tensor:
         return byol_loss(self.query(z1), self.query(z2), self.target(x1, z1), self.target(x2, z2))
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ class CorInfoMax(Objective):
             nn.Linear(h, o, bias=False),
         )
 
-    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor, y: Tensor | None = None) -> Tensor:
         return self.loss_state(z1, z2)
 
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ def supervised_loss(logits_a: Tensor, logits_b: Tensor, y: Tensor) -> Tensor:
 
 
 class Supervised(Objective):
+    uses_labels: ClassVar[bool] = True
     name: ClassVar[str] = "supervised"
     defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd",
@@ -41,15 +42,12 @@ class Supervised(Objective):
     def build_projector(self) -> nn.Module:
         return nn.Linear(self.feat_dim, sum(self.cfg.task_sizes))  # (N, F) -> (N, C) logits
 
-    def labelled_loss(self, z1: Tensor, z2: Tensor, y: Tensor | None) -> Tensor:
-        """The loss of one step given the labels of the batch (`Step.y`)."""
+    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor, y: Tensor | None = None) -> Tensor:
+        """Cross-entropy of both views' logits against the batch labels (`Step.y`)."""
         if y is None:
-            raise CromoError("the supervised objective needs the batch labels (Step.y)")
+            raise CromoError("objective 'supervised' needs labels; use it with method 'finetune' "
+                             "(it is the supervised reference of the task-confusion benchmarks)")
         return supervised_loss(z1, z2, y)
-
-    def ssl_loss(self, x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
-        raise CromoError("objective 'supervised' needs labels; use it with method 'finetune' "
-                         "(it is the supervised reference of the task-confusion benchmarks)")
 
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
         raise CromoError("objective 'supervised' has no pairwise loss; use it with method 'finetune' only")
