@@ -20,7 +20,7 @@ def build_config(method: str, ssl: str, split: str, *, flags: Mapping[str, Any] 
     method_cls = lookup("method", method)
     objective_cls = lookup("objective", ssl)
     spec: BenchmarkSpec = lookup("benchmark", split)
-    preset_vals = preset_values(preset, ssl, method, spec.dataset) if preset else {}
+    preset_vals = preset_values(preset, ssl, method) if preset else {}
     cfg = resolve_config(
         spec, method, ssl,
         objective_defaults=objective_cls.defaults,
