@@ -186,15 +186,9 @@ def _missing_sqlite(uri: str) -> bool:
 
 
 def _search(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
-    runs: list[Any] = []
-    token = None
-    while experiment_ids:
-        page = client.search_runs(experiment_ids, filter_string=query, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    return runs
+    from cromo_bench.tracking import search_all_runs
+
+    return search_all_runs(client, experiment_ids, query)
 
 
 # --- one cell (every launcher ends here) ------------------------------------------------------------------

@@ -223,7 +223,7 @@ def load_runs(uri: str | None = None, experiments: list[str] | None = None,
         client = MlflowClient(tracking_uri=resolved)
         names = _experiment_names(client, experiments)
         query = f"tags.`{TAG_PREFIX}split` = '{split}'" if split else ""
-        rows = [_run_row(run, names) for run in _search_all(client, list(names), query)]
+        rows = [_run_row(run, names) for run in search_all_runs(client, list(names), query)]
     except CromoError:
         raise
     except Exception as exc:  # noqa: BLE001 - mlflow raises many types for unreachable or bad stores
@@ -266,7 +266,8 @@ def _experiment_names(client: Any, wanted: list[str] | None) -> dict[str, str]:
     return {found[n]: n for n in wanted}
 
 
-def _search_all(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
+def search_all_runs(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
+    """Every run of the experiments matching `query`, page by page."""
     if not experiment_ids:
         return []
     runs: list[Any] = []
