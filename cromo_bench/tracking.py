@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cromo_bench.errors import CromoError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TAG_PREFIX = "cromo."
@@ -196,11 +199,6 @@ def write_temp_json(obj: Any, name: str) -> Path:
 
 
 # --- reading runs back for the leaderboard ---------------------------------------------------------------
-
-from typing import TYPE_CHECKING  # noqa: E402 - appended section; keeps the module's top untouched
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 RUN_COLUMNS = ("run_id", "experiment", "status", "start_time", "run_name", *SCHEMA_TAGS)
 
