@@ -1,7 +1,9 @@
 """Batched two-view SSL augmentations on the training device (REFERENCE.md section 2.4, pipelines T and T').
 
 Every sample of a batch gets its own random parameters (kornia, `same_on_batch=False`); all draws come from
-torch's global RNG, so seeding torch reproduces the views. Per objective (CIFAR values of the reference):
+torch's global CPU RNG, also when the images are on a GPU (kornia's samplers stay on the host and their draws
+reach the device without a blocking copy), so seeding torch reproduces the views and the parameters drawn do
+not depend on the device. Per objective (CIFAR values of the reference):
 
 | | crop scale | ColorJitter (b, c, s, h), p=0.8 | blur 3x3, sigma~U[0.1, 2] (T / T') | solarize (T / T') |
 |---|---|---|---|---|
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import kornia.augmentation as K
 import torch
@@ -105,6 +108,16 @@ class ViewPipeline(nn.Module):
             photometric.append(K.RandomSolarize(thresholds=(t, t), additions=(0.0, 0.0), same_on_batch=False,
                                                 p=spec.solarize_p))
         self.photometric = nn.Sequential(*photometric)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> ViewPipeline:
+        """Moving the module keeps kornia's samplers on the CPU (kornia's default): the per-sample parameters
+        are drawn on the host and reach the device without blocking, so a CUDA step never waits for the GPU
+        to draw them. The draws (torch's CPU generator) are the same on every device."""
+        out = super()._apply(fn, recurse)
+        for m in self.modules():
+            if m is not self and hasattr(m, "set_rng_device_and_dtype"):
+                m.set_rng_device_and_dtype(torch.device("cpu"), torch.get_default_dtype())  # type: ignore[operator]
+        return out  # type: ignore[return-value]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.photometric(self.geometric(x))  # (B, C, S, S) in [0, 1]

@@ -20,7 +20,8 @@ from cromo_bench.config import RunConfig
 from cromo_bench.errors import CromoError
 
 # Fields that do not change what is computed; two runs differing only in these are the same run.
-NOT_IDENTITY = ("device", "run_dir", "num_threads", "checkpoint_every", "data_dir", "deterministic", "extra")
+NOT_IDENTITY = ("device", "run_dir", "num_threads", "checkpoint_every", "data_dir", "deterministic", "extra",
+                "compile")
 
 
 def config_key(cfg: RunConfig) -> str:

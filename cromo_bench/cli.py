@@ -54,6 +54,7 @@ def run(
     preset: Annotated[str | None, typer.Option(help="quirk preset: reference | clean")] = None,
     resume: Annotated[bool, typer.Option(help="continue this configuration's unfinished run")] = False,
     deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (GPU)")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoders (GPU)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Train one method with one objective on one split, evaluate it, and log it to MLflow."""
@@ -62,7 +63,7 @@ def run(
 
     with user_errors():
         flags: dict[str, object] = {"seed": seed, "device": device, "data_dir": data_dir, "probe_mode": probe,
-                                    "deterministic": deterministic or None}
+                                    "deterministic": deterministic or None, "compile": compile_ or None}
         if epochs is not None:
             flags |= {"epochs_first": epochs, "epochs_later": epochs}
         if class_order_seed is not None:
@@ -73,6 +74,28 @@ def run(
         typer.echo(f"{cfg.method} + {cfg.ssl} on {cfg.benchmark} (seed {cfg.seed}): "
                    f"LA {m['LA']:.4f}  TP {m['TP']:.4f}  WP {m['WP']:.4f}  WP_oracle {m['WP_oracle']:.4f}")
         typer.echo(f"logged run {result.run_id} to {resolve_uri(tracking_uri)} (experiment '{cfg.benchmark}')")
+
+
+@app.command()
+def perf(
+    method: Annotated[str, typer.Option(help="continual method")] = "cromo",
+    ssl: Annotated[str, typer.Option(help="SSL objective")] = "barlow",
+    split: Annotated[str, typer.Option(help="benchmark whose shapes and schedule are used")] = "cifar100-10x10",
+    steps: Annotated[int, typer.Option(help="timed steps per repeat")] = 10,
+    repeats: Annotated[int, typer.Option(help="interleaved repeats; medians are reported")] = 5,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoders")] = False,
+    ref_workers: Annotated[int, typer.Option(help="DataLoader workers of the reference-style pipeline")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeat)")] = None,
+) -> None:
+    """Time the real training step on synthetic data: throughput, overhead over the compute floor, speed-up
+    over a reference-style pipeline, augmentation alone, FLOPs, and the benchmark's estimated training time."""
+    from cromo_bench.experiment import build_config
+    from cromo_bench.perf import measure
+
+    with user_errors():
+        cfg = build_config(method, ssl, split, flags={"device": device, "compile": compile_ or None}, sets=set_)
+        typer.echo(measure(cfg, steps=steps, repeats=repeats, ref_workers=ref_workers).render())
 
 
 @app.command()

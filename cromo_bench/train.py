@@ -485,7 +485,8 @@ def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
         metrics.update(continual_summary(matrix))
     metrics["train_seconds"] = seconds
     tracker.log_metrics(metrics, step=len(tasks) - 1)
-    tracker.log_json("accuracy_matrix.json", {"tasks": tasks, "R": matrix})
+    # offline bounds and the task-confusion study train one task and evaluate over virtual tasks
+    tracker.log_json("accuracy_matrix.json", {"tasks": tasks, "eval_tasks": trainer.eval_tasks, "R": matrix})
     result = {"run_id": tracker.run_id, "config": cfg.to_dict(), "tasks": tasks, "metrics": metrics,
               "accuracy_matrix": matrix, "final": final, "per_task_evaluations": trainer.evals}
     tracker.log_json("result.json", result)
