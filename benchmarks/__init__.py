@@ -1,7 +1,7 @@
 """Frozen, versioned benchmark specs and named suites. `ALL_BENCHMARKS` and `ALL_SUITES` feed the registry.
 
 - `embedded.py`: digits-5x2, the CPU demo (scikit-learn's digits, no download).
-- `cpu.py`: cifar10-cpu-5x2, real CIFAR-10 images at CPU size.
+- `cpu.py`: cifar10-cpu-5x2, real CIFAR-10 images at CPU size, and `folder` for any ImageFolder tree.
 - `paper.py`: the reference's splits and offline upper bounds, per-objective hyperparameters and budgets.
 - `confusion.py`: the task-confusion study, CIL- vs DIL-minibatches (CIFAR-100 and digits).
 - `suites.py`: named grids for `cromo-bench sweep --suite`.
@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 from benchmarks.confusion import CONFUSION_BENCHMARKS
-from benchmarks.cpu import CIFAR10_CPU_5X2
+from benchmarks.cpu import CIFAR10_CPU_5X2, FOLDER
 from benchmarks.embedded import DIGITS_5X2
 from benchmarks.paper import PAPER_BENCHMARKS
 from benchmarks.suites import ALL_SUITES, Suite
 from cromo_bench.benchmark import BenchmarkSpec
 
-ALL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (DIGITS_5X2, CIFAR10_CPU_5X2, *PAPER_BENCHMARKS,
+ALL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (DIGITS_5X2, CIFAR10_CPU_5X2, FOLDER, *PAPER_BENCHMARKS,
                                              *CONFUSION_BENCHMARKS)
 
 # classes of each dataset a spec may name (`folder` trees are sized at load time)

@@ -46,3 +46,15 @@ CIFAR10_CPU_5X2 = BenchmarkSpec(
         "corinfomax": {"optimizer": "sgd", "lr": 0.1, "proj_out": 64},
     },
 )
+
+FOLDER = BenchmarkSpec(
+    name="folder",
+    version=1,
+    description="any ImageFolder tree (--data-dir DIR with train/ and val/ or test/); set the split with "
+    "--set task_sizes=a,b,...",
+    dataset="folder",
+    task_sizes=(2,) * 5,  # a placeholder: the tree's class count decides; a mismatch says what is allowed
+    epochs=(10, 10),
+    defaults={**_CPU, "subset_per_class": 0},
+    per_objective=CIFAR10_CPU_5X2.per_objective,
+)
