@@ -83,6 +83,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in ("epochs_first", "epochs_later", "memory", "replay_bs", "probe_epochs", "subset_per_class"):
         if getattr(cfg, key) < 0:
             raise CromoError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.batch_size < 2:
+        raise CromoError(f"batch_size must be at least 2 (BatchNorm needs two samples), got {cfg.batch_size}")
     if cfg.lr <= 0:
         raise CromoError(f"lr must be positive, got {cfg.lr}")
     if not 0.0 <= cfg.mix_lambda <= 1.0:

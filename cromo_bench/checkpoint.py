@@ -63,6 +63,11 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def discard_checkpoint(directory: Path) -> None:
+    """A fresh run of this configuration: an older run's checkpoint must never be resumed into it."""
+    (directory / "checkpoint.pt").unlink(missing_ok=True)
+
+
 def load_checkpoint(directory: Path) -> dict[str, Any] | None:
     path = directory / "checkpoint.pt"
     if not path.is_file():

@@ -111,6 +111,8 @@ class RunConfig:
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(RunConfig)}
 _HINTS = typing.get_type_hints(RunConfig)
+# Set by the names a run is launched with; overriding them would mislabel the run.
+IDENTITY_KEYS = ("method", "ssl", "benchmark", "benchmark_version")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -163,10 +165,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise CromoError(f"--set expects key=value, got '{pair}'")
         key, value = pair.split("=", 1)
         key = key.strip()
+        if key in IDENTITY_KEYS:
+            raise CromoError(f"--set {key} is not allowed: the run's {key} comes from --method, --ssl and --split")
         if key not in FIELDS or key == "extra":
             from cromo_bench.errors import unknown_name
 
-            raise unknown_name("config key", key, [k for k in FIELDS if k != "extra"])
+            raise unknown_name("config key", key, [k for k in FIELDS if k != "extra" and k not in IDENTITY_KEYS])
         out[key] = _coerce(key, value.strip())
     return out
 

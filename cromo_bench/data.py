@@ -235,11 +235,11 @@ def load_dataset(name: str, data_dir: str = "", image_size: int = 32, download: 
     elif name == "tinyimagenet":
         root = Path(data_dir or "data").expanduser()
         root = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
-        data = load_image_folder(str(root), name="tinyimagenet")
+        data = load_image_folder(str(root), name="tinyimagenet", image_size=image_size)
     elif name == "folder":
         if not data_dir:
             raise CromoError("dataset 'folder' needs --data-dir pointing at a tree with train/ and val/ or test/")
-        data = load_image_folder(data_dir)
+        data = load_image_folder(data_dir, image_size=image_size)
     else:
         raise CromoError(f"unknown dataset '{name}'; choose one of: digits, cifar10, cifar100, tinyimagenet, folder")
     if data.image_size != image_size:

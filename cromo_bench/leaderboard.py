@@ -133,6 +133,12 @@ def clean_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         notes.append(f"Ignored {int(untagged.sum())} run(s) without cromo.method / cromo.seed tags "
                      f"(e.g. sweep parents): {_ids(runs[untagged])}.")
     runs = runs[~untagged]
+    if "overrides" in runs:  # runs with other settings (--epochs, --set, a preset) are a group of their own
+        changed = runs["overrides"].fillna("").astype(str)
+        runs["split"] = [f"{s} [{o}]" if o else s for s, o in zip(runs["split"], changed, strict=True)]
+        if (changed != "").any():
+            notes.append("Runs whose settings differ from their benchmark's (--epochs, --set, --preset) form "
+                         "separate groups, labelled split [settings].")
     for column in (*ROW_KEYS, "seed"):
         runs[column] = runs[column].fillna("?").astype(str)
     unfinished = runs["status"] != "FINISHED"

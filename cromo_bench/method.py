@@ -37,11 +37,13 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     needs_old_model: ClassVar[bool] = False
     needs_buffer: ClassVar[bool] = False
+    objective: Objective
 
     def __init__(self, cfg: RunConfig, objective: Objective) -> None:
         super().__init__()
         self.cfg = cfg
-        self.objective = objective
+        # Held, not registered as a submodule: the trainer owns, moves and checkpoints the objective once.
+        object.__setattr__(self, "objective", objective)
 
     def loss_terms(self, step: Step) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,11 +114,9 @@ class MlflowTracker:
     """Logs to an MLflow tracking store through MlflowClient (no global active-run state)."""
 
     def __init__(self, uri: str | None = None) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri(uri)
-        self._mlflow = mlflow
         try:
             with sqlite_init_lock(self.uri):  # concurrent first use of a new SQLite file races
                 self.client = MlflowClient(tracking_uri=self.uri)
@@ -153,7 +150,12 @@ class MlflowTracker:
               run_id: str | None = None, parent_run_id: str | None = None) -> str:
         if run_id:
             self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
+            try:
+                self.client.update_run(run_id, status="RUNNING")
+            except Exception as exc:  # noqa: BLE001 - the run is not in this store
+                raise CromoError(f"cannot resume run {run_id} in tracking store '{self.uri}': "
+                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}; pass the --tracking-uri "
+                                 "the run was started with") from exc
             return run_id
         all_tags = dict(tags)
         if parent_run_id:
@@ -191,16 +193,9 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
-def write_temp_json(obj: Any, name: str) -> Path:
-    """Write `obj` as JSON into a fresh temporary directory and return the file path."""
-    path = Path(tempfile.mkdtemp(prefix="cromo-")) / name
-    path.write_text(json.dumps(obj, indent=2))
-    return path
-
-
 # --- reading runs back for the leaderboard ---------------------------------------------------------------
 
-RUN_COLUMNS = ("run_id", "experiment", "status", "start_time", "run_name", *SCHEMA_TAGS)
+RUN_COLUMNS = ("run_id", "experiment", "status", "start_time", "run_name", *SCHEMA_TAGS, "overrides")
 
 
 def load_runs(uri: str | None = None, experiments: list[str] | None = None,
@@ -288,5 +283,6 @@ def _run_row(run: Any, experiment_names: dict[str, str]) -> dict[str, Any]:
         "run_name": run.info.run_name,
     }
     row.update({name: tags.get(TAG_PREFIX + name) for name in SCHEMA_TAGS})
+    row["overrides"] = tags.get(TAG_PREFIX + "overrides", "")  # settings that differ from the benchmark's
     row.update({k: float(v) for k, v in run.data.metrics.items() if k not in row})
     return row

@@ -97,6 +97,7 @@ def run_tags(cfg: RunConfig, device: torch.device, memory: int) -> dict[str, str
         f"{TAG_PREFIX}benchmark_version": str(cfg.benchmark_version),
         f"{TAG_PREFIX}class_order": "natural" if cfg.class_order_seed is None else f"seed{cfg.class_order_seed}",
         f"{TAG_PREFIX}config_key": ckpt.config_key(cfg),
+        f"{TAG_PREFIX}overrides": dict(cfg.extra).get("overrides", ""),
         f"{TAG_PREFIX}git_commit": git_commit(),
         f"{TAG_PREFIX}version": cromo_bench.__version__,
         f"{TAG_PREFIX}torch": torch.__version__,
@@ -286,6 +287,7 @@ class Trainer:
         p = self.parts
         payload = {
             "format": 1,
+            "run_id": self.tracker.run_id,
             "position": vars(self.at).copy(),
             "batches": [b.cpu() for b in self.epoch_batches],
             "meter": self.meter.state(),
@@ -320,17 +322,22 @@ class Trainer:
         ckpt.set_rng_state(state["rng"], self.generator)
         self.bar.update(self.at.global_step)
 
+    def _load_objective(self, state: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        self.parts.objective.load_state_dict(state[0])
+        self.parts.objective.load_extra_state(state[1])
+
     # --- training ------------------------------------------------------------------------------------
     def begin_task(self, task: int, resumed: bool) -> None:
         from cromo_bench.optim import build_optimizer, task_lr
 
         n = len(self.task_idx[task])
         steps = steps_per_epoch(n, self.cfg.batch_size) * self.cfg.epochs_for(task)
+        pending, self._pending_objective = self._pending_objective, None
+        if pending is not None and not resumed:  # restored at a task boundary: then start the new task
+            self._load_objective(pending)
         self.parts.objective.start_task(task, steps, self.total_steps)
-        if self._pending_objective is not None:  # restored state overrides the fresh task state
-            self.parts.objective.load_state_dict(self._pending_objective[0])
-            self.parts.objective.load_extra_state(self._pending_objective[1])
-            self._pending_objective = None
+        if pending is not None and resumed:  # restored mid-task: the saved state is this task's own
+            self._load_objective(pending)
         self.base_lr = task_lr(self.cfg, task)
         self.optimizer = build_optimizer(trainable_parameters(self.parts), self.cfg, self.base_lr)
         if resumed and self._pending_optimizer is not None:
@@ -431,8 +438,12 @@ class Trainer:
             from cromo_bench.confusion import eval_split
 
             eval_tasks, eval_index = eval_split(self.tasks, self.eval_tasks, task)
-            ev = evaluate_after_task(p.encoder.backbone, self.data, eval_tasks, eval_index, cfg, self.device,
-                                     self.generator)
+            cuda_devices = [torch.cuda.current_device()] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(cfg.seed * 1000 + task + 7)  # the probe's own stream, fixed per task
+                generator = torch.Generator().manual_seed(cfg.seed * 1000 + task + 7)
+                ev = evaluate_after_task(p.encoder.backbone, self.data, eval_tasks, eval_index, cfg,
+                                         self.device, generator)
             self.evals.append(ev.to_dict())
             self.tracker.log_metrics({k: v for k, v in ev.scalars().items() if v == v}, step=task)  # no NaN
             self.matrix.append(list(self.evals[-1]["per_task"]) + [None] * (len(eval_tasks) - 1 - eval_index))
@@ -480,7 +491,7 @@ def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
 
     cfg, tracker, tasks, matrix = trainer.cfg, trainer.tracker, trainer.tasks, trainer.matrix
     final = trainer.evals[-1]
-    metrics = {k: v for k, v in {**final["metrics"], **final["knn"]}.items() if v is not None}
+    metrics = {k: v for k, v in {**final["metrics"], **final["knn"]}.items() if v is not None and v == v}
     if len(matrix) == len(tasks):
         metrics.update(continual_summary(matrix))
     metrics["train_seconds"] = seconds
@@ -526,10 +537,14 @@ def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageD
         raise CromoError(f"this configuration already finished as run {state.get('run_id')}; "
                          "drop --resume to start a new run")
     saved = ckpt.load_checkpoint(trainer.directory) if state is not None else None
-    if saved is not None:
+    if saved is not None and state is not None:
+        if saved.get("run_id") != state.get("run_id"):
+            raise CromoError(f"the checkpoint in {trainer.directory} belongs to run {saved.get('run_id')}, not to "
+                             f"the unfinished run {state.get('run_id')}; drop --resume to start afresh")
         trainer.restore(saved)
-        tracker.start(cfg.benchmark, run_name(cfg), {}, {}, run_id=state["run_id"] if state else None)
+        tracker.start(cfg.benchmark, run_name(cfg), {}, {}, run_id=state["run_id"])
     else:
+        ckpt.discard_checkpoint(trainer.directory)
         memory = cfg.memory if trainer.parts.buffer is not None else 0
         tracker.start(cfg.benchmark, run_name(cfg), run_tags(cfg, trainer.device, memory), cfg.flat_params(),
                       parent_run_id=parent_run_id)
@@ -548,12 +563,12 @@ def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageD
         ckpt.write_state(trainer.directory, status="interrupted")
         raise
     except NonFiniteLoss as exc:
-        tracker.set_tags({f"{TAG_PREFIX}failure": str(exc)})
         ckpt.write_state(trainer.directory, status="failed", reason=str(exc))
+        tracker.set_tags({f"{TAG_PREFIX}failure": str(exc)})
         raise
     except Exception as exc:
-        tracker.set_tags({f"{TAG_PREFIX}failure": f"{type(exc).__name__}: {exc}"[:5000]})
         ckpt.write_state(trainer.directory, status="failed", reason=f"{type(exc).__name__}: {exc}")
+        tracker.set_tags({f"{TAG_PREFIX}failure": f"{type(exc).__name__}: {exc}"[:5000]})
         raise
     finally:
         for s, h in previous.items():

@@ -54,3 +54,21 @@ def test_lookup_suggests_the_closest_name():
         lookup("method", "finetun")
     assert "Valid methods: " in str(info.value)
     assert "digits-5x2" in names("benchmark")
+
+
+@pytest.mark.parametrize("key", ["method", "ssl", "benchmark", "benchmark_version"])
+def test_identity_fields_cannot_be_set(key):
+    with pytest.raises(CromoError, match=f"--set {key} is not allowed"):
+        parse_overrides([f"{key}=x"])
+
+
+def test_batch_size_below_two_is_rejected():
+    with pytest.raises(CromoError, match="batch_size must be at least 2"):
+        build_config("finetune", "barlow", "digits-5x2", sets=["batch_size=1"])
+
+
+def test_settings_that_differ_from_the_benchmark_are_labelled():
+    assert dict(build_config("finetune", "barlow", "digits-5x2").extra)["overrides"] == ""
+    cfg = build_config("finetune", "barlow", "digits-5x2", flags={"seed": 4, "epochs_first": 1},
+                       sets=["lr=0.5"])
+    assert dict(cfg.extra)["overrides"] == "epochs_first=1,lr=0.5"  # the seed is an axis, not a setting

@@ -230,3 +230,16 @@ def test_html_page_in_headless_chromium(store, tmp_path):
     subprocess.run([str(CHROMIUM), *flags, f"--screenshot={tmp_path / 'shot.png'}", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert (tmp_path / "shot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_with_other_settings_never_replace_the_benchmark_runs():
+    rows = []
+    for i, (seed, overrides, la) in enumerate([(0, "", 0.6), (1, "", 0.7), (0, "epochs_first=1,epochs_later=1", 0.1)]):
+        rows.append({"run_id": f"r{i}", "experiment": "s10", "status": "FINISHED", "start_time": pd.Timestamp(i),
+                     "run_name": "x", "method": "finetune", "ssl": "barlow", "split": "s10", "memory": "0",
+                     "seed": str(seed), "benchmark_version": "1", "overrides": overrides, "LA": la})
+    board = build_leaderboard(pd.DataFrame(rows), Settings(metrics=("LA",)))
+    cells = board.cells.set_index("split")
+    assert cells.loc["s10", "n"] == 2 and cells.loc["s10", "mean"] == pytest.approx(0.65)
+    assert cells.loc["s10 [epochs_first=1,epochs_later=1]", "mean"] == pytest.approx(0.1)
+    assert any("separate groups" in note for note in board.notes)

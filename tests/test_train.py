@@ -77,3 +77,59 @@ def test_overrides_reach_the_model(tmp_path):
 
     net, dim = build_backbone(cfg)
     assert dim == 64 and net(torch.zeros(2, 3, 16, 16)).shape == (2, 64)
+
+
+class _Crash(Exception):
+    """Stands for a process killed right after a checkpoint."""
+
+
+def _crash_after_end_of_task(monkeypatch, task: int) -> None:
+    from cromo_bench.train import Trainer
+
+    original = Trainer.end_task
+
+    def end_task(self, t):
+        original(self, t)
+        if t == task:
+            raise _Crash
+
+    monkeypatch.setattr(Trainer, "end_task", end_task)
+
+
+@pytest.mark.parametrize("ssl", ["corinfomax", "byol"])  # per-task objective state: covariances, EMA schedule
+def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(ssl, tmp_path, monkeypatch):
+    sets = {"task_sizes": "4,3,3", "ema_schedule": "task"}
+    straight = run(tiny_config("cassle", ssl, run_dir=tmp_path / "a", **sets), MemoryTracker(), progress=False,
+                   data=DIGITS)
+    cfg = tiny_config("cassle", ssl, run_dir=tmp_path / "b", **sets)
+    with monkeypatch.context() as m:
+        _crash_after_end_of_task(m, task=0)
+        with pytest.raises(_Crash):
+            run(cfg, MemoryTracker(run_id="b"), progress=False, data=DIGITS)
+    resumed = run(cfg, MemoryTracker(), progress=False, data=DIGITS, resume=True)
+    assert resumed.run_id == "b"
+    assert resumed.accuracy_matrix == straight.accuracy_matrix
+    assert resumed.metrics["LA"] == straight.metrics["LA"]
+
+
+def test_a_fresh_run_never_resumes_an_older_runs_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config("finetune", "barlow", run_dir=tmp_path)
+    run(cfg, MemoryTracker(run_id="old"), progress=False, data=DIGITS)
+    with monkeypatch.context() as m:
+        from cromo_bench.train import Trainer
+
+        m.setattr(Trainer, "end_task", lambda self, t: (_ for _ in ()).throw(_Crash()))
+        with pytest.raises(_Crash):  # killed in task 1, before its first checkpoint
+            run(cfg, MemoryTracker(run_id="new"), progress=False, data=DIGITS)
+    tracker = MemoryTracker(run_id="newer")
+    result = run(cfg, tracker, progress=False, data=DIGITS, resume=True)
+    assert result.run_id == "newer"  # nothing to resume: a new run, not "old"'s results relabelled
+    assert any(k == "loss_ssl" for k, _, _ in tracker.metrics)
+
+
+def test_evaluation_settings_do_not_change_training(tmp_path):
+    a = run(tiny_config("finetune", "barlow", run_dir=tmp_path / "a", probe_epochs=10), MemoryTracker(),
+            progress=False, data=DIGITS)
+    b = run(tiny_config("finetune", "barlow", run_dir=tmp_path / "b", probe_epochs=3), MemoryTracker(),
+            progress=False, data=DIGITS)
+    assert a.metrics["knn_acc"] == b.metrics["knn_acc"]  # kNN reads the encoder alone: same training
