@@ -39,7 +39,6 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from cromo_bench.data import normalize
 from cromo_bench.errors import CromoError
 
 SOLARIZE_TENSOR = 0.51  # the reference's threshold on the [0, 1] scale (Barlow Twins)
@@ -152,8 +151,3 @@ class TwoViewAugment(nn.Module):
         v1 = (self.view1(x) - mean) / std  # (B, C, S, S)
         v2 = (self.view2(x) - mean) / std  # (B, C, S, S)
         return v1.float(), v2.float()
-
-
-def normalize_only(x_uint8: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """uint8 (B, C, H, W) -> float32 normalised, no augmentation (evaluation inputs)."""
-    return normalize(x_uint8, tuple(mean), tuple(std))

@@ -6,8 +6,7 @@ import kornia.augmentation as K
 import pytest
 import torch
 
-from cromo_bench.augment import TwoViewAugment, ViewPipeline, normalize_only
-from cromo_bench.data import normalize
+from cromo_bench.augment import TwoViewAugment, ViewPipeline
 from cromo_bench.errors import CromoError
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -96,11 +95,6 @@ def test_crop_size_option_and_errors() -> None:
         aug(torch.zeros(2, 3, 16, 16))
     other = TwoViewAugment("supervised", 16, MEAN, STD)  # objectives without an entry: the default pipeline
     assert [type(m) for m in other.view2.photometric] == [K.ColorJitter, K.RandomGrayscale]
-
-
-def test_normalize_only() -> None:
-    x = identical_batch(2)
-    assert torch.equal(normalize_only(x, MEAN, STD), normalize(x, MEAN, STD))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
