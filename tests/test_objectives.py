@@ -119,6 +119,53 @@ def test_barlow_twins_matches_direct_formula() -> None:
     assert rel_err(barlow_twins_loss(a, b).item(), direct_bt(a.numpy(), b.numpy(), 5e-3, 0.1)) < REL
 
 
+def bt_dxd(a: torch.Tensor, b: torch.Tensor, lambd: float, scale: float) -> torch.Tensor:
+    """Barlow Twins through the full (D, D) cross-correlation matrix, in autograd (for gradients)."""
+    za = (a - a.mean(0)) / a.std(0)
+    zb = (b - b.mean(0)) / b.std(0)
+    c = za.T @ zb / a.shape[0]
+    off = c - torch.diag(torch.diagonal(c))
+    return scale * ((torch.diagonal(c) - 1).pow(2).sum() + lambd * off.pow(2).sum())
+
+
+@pytest.mark.parametrize(("n", "d"), [(6, 9), (9, 6), (8, 8)])  # the Gram path (N < D) and the (D, D) path
+def test_barlow_twins_both_paths_match_direct_formula_and_gradients(n: int, d: int) -> None:
+    a, b = rand(n, d, 20).requires_grad_(), rand(n, d, 21).requires_grad_()
+    got = barlow_twins_loss(a, b, lambd=0.2, scale=0.5)
+    assert rel_err(got.item(), direct_bt(a.detach().numpy(), b.detach().numpy(), 0.2, 0.5)) < REL
+    ga, gb = torch.autograd.grad(got, (a, b))
+    wa, wb = torch.autograd.grad(bt_dxd(a, b, 0.2, 0.5), (a, b))
+    torch.testing.assert_close(ga, wa, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gb, wb, rtol=1e-9, atol=1e-12)
+
+
+def test_barlow_twins_float32_gram_path_is_accurate_at_paper_shapes() -> None:
+    """N = 256, D = 2048 (the Gram path) near convergence (views almost equal): float32 value and gradient
+    against the float64 (D, D) formula."""
+    a = rand(256, 2048, 22)
+    b = a + 0.05 * rand(256, 2048, 23)
+    a32, b32 = a.float().requires_grad_(), b.float().requires_grad_()
+    got = barlow_twins_loss(a32, b32)
+    a64 = a.clone().requires_grad_()
+    want = bt_dxd(a64, b, 5e-3, 0.1)
+    assert rel_err(got.item(), want.item()) < 1e-5
+    (g32,), (g64,) = torch.autograd.grad(got, a32), torch.autograd.grad(want, a64)
+    assert (g32.double() - g64).norm() / g64.norm() < 1e-4
+
+
+def test_losses_keep_float32_under_bf16_autocast() -> None:
+    """Under autocast the networks' bf16 outputs reach the losses, which compute in float32."""
+    a, b = rand(16, 32, 24).bfloat16(), rand(16, 32, 25).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bt, nt = barlow_twins_loss(a, b), nt_xent_loss(a, b)
+        state = (torch.zeros(32, dtype=torch.float64), torch.eye(32, dtype=torch.float64))
+        ci = corinfomax_loss(a, b, state, state)[0]
+    assert bt.dtype == nt.dtype == ci.dtype == torch.float32
+    assert rel_err(bt.item(), barlow_twins_loss(a.float(), b.float()).item()) < 1e-6
+    assert rel_err(nt.item(), nt_xent_loss(a.float(), b.float()).item()) < 1e-6
+    assert rel_err(ci.item(), corinfomax_loss(a.float(), b.float(), state, state)[0].item()) < 1e-6
+
+
 @pytest.mark.parametrize("tau", [0.5, 0.1])
 def test_nt_xent_matches_direct_formula(tau: float) -> None:
     a, b = rand(6, 4, 2), rand(6, 4, 3)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from cromo_bench.objectives.base import Objective
+from cromo_bench.objectives.base import Objective, full_precision
 
 
+@full_precision
 def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lambd: float = 5e-3, scale: float = 0.1) -> Tensor:
-    """Barlow Twins on (N, D) embeddings; per-dimension standardisation with the unbiased std, no epsilon."""
-    n = z_a.shape[0]
+    """Barlow Twins on (N, D) embeddings; per-dimension standardisation with the unbiased std, no epsilon.
+
+    With C = A^T B / N (A, B the standardised embeddings), only diag(C) and ||C||_F^2 enter the loss, and
+    ||C||_F^2 = sum((A A^T) * (B B^T)) / N^2. When N < D the two N x N Gram matrices cost O(N^2 D) instead of
+    the O(N D^2) of C itself (8x fewer FLOPs at N = 256, D = 2048); the value is the same to float rounding."""
+    n, d = z_a.shape
     za = (z_a - z_a.mean(0)) / z_a.std(0)  # (N, D)
     zb = (z_b - z_b.mean(0)) / z_b.std(0)  # (N, D)
-    c = za.T @ zb / n  # (D, D)
-    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
-    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    diag = (za * zb).sum(0) / n  # (D,) C_ii
+    if n < d:
+        frob = ((za @ za.T) * (zb @ zb.T)).sum() / (n * n)  # (N, N) Gram matrices
+    else:
+        frob = (za.T @ zb / n).pow(2).sum()  # (D, D) C itself
+    on_diag = (diag - 1).pow(2).sum()
+    off_diag = frob - diag.pow(2).sum()
     return scale * (on_diag + lambd * off_diag)
 
 

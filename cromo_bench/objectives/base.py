@@ -15,12 +15,32 @@ Vocabulary used by methods (REFERENCE.md sections 5-8):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from cromo_bench.config import RunConfig
+
+LossFn = TypeVar("LossFn", bound=Callable[..., Any])
+
+
+def full_precision(loss: LossFn) -> LossFn:
+    """Run a loss function outside autocast, with bf16/fp16 tensor arguments cast to float32 (float64 stays):
+    under CUDA's bf16 autocast the networks run in bf16, while cross-correlations, similarity logits and
+    their reductions keep float32 accuracy."""
+
+    @functools.wraps(loss)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        args = tuple(a.float() if isinstance(a, Tensor) and a.dtype in (torch.bfloat16, torch.float16) else a
+                     for a in args)
+        with torch.autocast(device, enabled=False):
+            return loss(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 class Objective(nn.Module):

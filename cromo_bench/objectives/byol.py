@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cromo_bench.config import RunConfig
 from cromo_bench.errors import CromoError
-from cromo_bench.objectives.base import Objective
+from cromo_bench.objectives.base import Objective, full_precision
 
 
 def neg_cos_loss(p: Tensor, t: Tensor) -> Tensor:
@@ -31,6 +31,7 @@ def neg_cos_loss(p: Tensor, t: Tensor) -> Tensor:
     return 2.0 - 2.0 * F.cosine_similarity(p, t, dim=1)
 
 
+@full_precision
 def byol_loss(p_a: Tensor, p_b: Tensor, t_a: Tensor, t_b: Tensor) -> Tensor:
     """mean_n ½·ℓ(p_a, t_b) + ½·ℓ(p_b, t_a): predictions of each view against the other view's target."""
     return (0.5 * neg_cos_loss(p_a, t_b) + 0.5 * neg_cos_loss(p_b, t_a)).mean()

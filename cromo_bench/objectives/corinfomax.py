@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from cromo_bench.config import RunConfig
 from cromo_bench.errors import CromoError
 from cromo_bench.objectives.barlow import barlow_twins_loss
-from cromo_bench.objectives.base import Objective
+from cromo_bench.objectives.base import Objective, full_precision
 
 Moments = tuple[Tensor, Tensor]  # (μ (D,), R (D, D)), float64
 
@@ -66,6 +66,7 @@ def covariance_term(r_a: Tensor, r_b: Tensor, eps: float) -> Tensor:
     return -(logdet_eps(r_a, eps) + logdet_eps(r_b, eps)) / r_a.shape[0]
 
 
+@full_precision
 def corinfomax_loss(
     z_a: Tensor, z_b: Tensor, state_a: Moments, state_b: Moments, alpha: float = 250.0,
     la_R: float = 0.01, la_mu: float = 0.01, eps: float = 1e-8,

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cromo_bench.objectives.base import Objective
+from cromo_bench.objectives.base import Objective, full_precision
 
 
+@full_precision
 def nt_xent_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
     """NT-Xent on (N, D) embeddings: 2N anchors, the diagonal dropped, mean cross-entropy."""
     n = z_a.shape[0]

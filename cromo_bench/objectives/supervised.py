@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cromo_bench.errors import CromoError
-from cromo_bench.objectives.base import Objective
+from cromo_bench.objectives.base import Objective, full_precision
 
 
+@full_precision
 def supervised_loss(logits_a: Tensor, logits_b: Tensor, y: Tensor) -> Tensor:
     """½·CE(logits_a, y) + ½·CE(logits_b, y); logits (N, C), y (N,) int64 class ids."""
     return 0.5 * F.cross_entropy(logits_a, y) + 0.5 * F.cross_entropy(logits_b, y)
