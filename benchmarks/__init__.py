@@ -5,6 +5,13 @@
 - `paper.py`: the reference's splits and offline upper bounds, per-objective hyperparameters and budgets.
 - `confusion.py`: the task-confusion study, CIL- vs DIL-minibatches (CIFAR-100 and digits).
 - `suites.py`: named grids for `cromo-bench sweep --suite`.
+
+Versions (every spec moves together; tables never pool versions):
+- 1: the first release.
+- 2: the colour jitter draws its order of adjustments per image, as torchvision does (cromo_bench.jitter;
+  kornia's drew one per call); the two views' shared steps run in one call on [x; x]; Barlow Twins through
+  N x N Gram matrices when N < D. The same distributions and losses; other random draws and float rounding,
+  so other numbers for a given seed.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ _CPU = {
 
 CIFAR10_CPU_5X2 = BenchmarkSpec(
     name="cifar10-cpu-5x2",
-    version=1,
+    version=2,
     description="CIFAR-10 on a CPU: 5 tasks x 2 classes, 500 images per class, ResNet-18 width 16, 10 epochs",
     dataset="cifar10",
     task_sizes=(2,) * 5,
@@ -49,7 +49,7 @@ CIFAR10_CPU_5X2 = BenchmarkSpec(
 
 FOLDER = BenchmarkSpec(
     name="folder",
-    version=1,
+    version=2,
     description="any ImageFolder tree (--data-dir DIR with train/ and val/ or test/); set the split with "
     "--set task_sizes=a,b,...",
     dataset="folder",

@@ -24,7 +24,7 @@ SMALL = _SMALL  # shared with the digits versions of the task-confusion study
 
 DIGITS_5X2 = BenchmarkSpec(
     name="digits-5x2",
-    version=1,
+    version=2,
     description="scikit-learn digits (1,797 8x8 images upsampled to 16x16), 5 tasks x 2 classes, "
                 "natural order",
     dataset="digits",

@@ -97,7 +97,7 @@ _CIFAR_PROBE_LR = {"byol": 0.1}  # 11.1: 0.1 for BYOL on CIFAR; 0.2 for everythi
 
 CIFAR10_2X5 = BenchmarkSpec(
     name="cifar10-2x5",
-    version=1,
+    version=2,
     description="CIFAR-10, 2 tasks x 5 classes, 500 + 500 epochs, ResNet-18 (CIFAR stem), msize 500 per task",
     dataset="cifar10",
     task_sizes=(5, 5),
@@ -110,7 +110,7 @@ CIFAR10_2X5 = BenchmarkSpec(
 
 CIFAR100_5X20 = BenchmarkSpec(
     name="cifar100-5x20",
-    version=1,
+    version=2,
     description="CIFAR-100, 5 tasks x 20 classes, 750 epochs each, ResNet-18 (CIFAR stem)",
     dataset="cifar100",
     task_sizes=(20,) * 5,
@@ -122,7 +122,7 @@ CIFAR100_5X20 = BenchmarkSpec(
 
 CIFAR100_10X10 = BenchmarkSpec(
     name="cifar100-10x10",
-    version=1,
+    version=2,
     description="CIFAR-100, 10 tasks x 10 classes, 600 epochs on task 1 then 350, ResNet-18 (CIFAR stem)",
     dataset="cifar100",
     task_sizes=(10,) * 10,
@@ -134,7 +134,7 @@ CIFAR100_10X10 = BenchmarkSpec(
 
 TINYIMAGENET_10X20 = BenchmarkSpec(
     name="tinyimagenet-10x20",
-    version=1,
+    version=2,
     description="TinyImageNet (64x64), 10 tasks x 20 classes, 500 epochs on task 1 then 350, the reference's "
                 "ResNet-50 variant (7x7 stride-2 stem, no max-pool)",
     dataset="tinyimagenet",
@@ -146,7 +146,7 @@ TINYIMAGENET_10X20 = BenchmarkSpec(
 
 CIFAR10_OFFLINE = BenchmarkSpec(
     name="cifar10-offline",
-    version=1,
+    version=2,
     description="CIFAR-10 offline upper bound: one task of 10 classes, 1000 epochs; TP/WP on 2x5",
     dataset="cifar10",
     task_sizes=(10,),
@@ -157,7 +157,7 @@ CIFAR10_OFFLINE = BenchmarkSpec(
 
 CIFAR100_OFFLINE = BenchmarkSpec(
     name="cifar100-offline",
-    version=1,
+    version=2,
     description="CIFAR-100 offline upper bound: one task of 100 classes, 1000 epochs; TP/WP on 5x20",
     dataset="cifar100",
     task_sizes=(100,),
@@ -168,7 +168,7 @@ CIFAR100_OFFLINE = BenchmarkSpec(
 
 TINYIMAGENET_OFFLINE = BenchmarkSpec(
     name="tinyimagenet-offline",
-    version=1,
+    version=2,
     description="TinyImageNet offline upper bound: one task of 200 classes, 800 epochs; TP/WP on 10x20",
     dataset="tinyimagenet",
     task_sizes=(200,),

@@ -21,8 +21,10 @@ solarize -> Normalize(dataset mean, std).
 Documented differences from the reference's per-image torchvision transforms:
 - Crops are taken by one batched bilinear warp (kornia's `cropping_mode="resample"`, no host sync), not by
   slicing and resizing each image; without antialiasing (crops are mostly upscaled, where it is a no-op).
-- kornia's `ColorJitter` uses torchvision's formulas, but draws one random order of the four adjustments per
-  call (shared by the batch), where torchvision draws one per image.
+- The colour jitter is cromo_bench.jitter.ColorJitter, not kornia's: torchvision's formulas and torchvision's
+  per-image random order of the four adjustments (kornia draws one order per call), and faster on small images.
+- T and T' differ only after grayscale (blur, solarize) for every objective, so the shared steps run once on
+  the two copies [x; x] with independent draws per row (the same distribution as two calls, half the calls).
 - BYOL solarizes through PIL in the reference (threshold 128 on uint8); here the threshold is 128/255 on the
   [0, 1] scale, which inverts the same pixel levels of an unjittered image.
 - The reference hard-codes BYOL's crop to 32x32 even for 64x64 TinyImageNet (section 14.7). The default here
@@ -40,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from cromo_bench.errors import CromoError
+from cromo_bench.jitter import ColorJitter
 
 SOLARIZE_TENSOR = 0.51  # the reference's threshold on the [0, 1] scale (Barlow Twins)
 SOLARIZE_PIL = 128.0 / 255.0  # PIL's solarize(threshold=128) on uint8 (BYOL)
@@ -55,6 +58,10 @@ class ViewSpec:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
     solarize_threshold: float = SOLARIZE_TENSOR
+
+    def shared_part(self) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+        """What comes before the view-specific blur and solarize: crop scale and jitter."""
+        return self.scale, self.jitter
 
 
 _STD_JITTER = (0.4, 0.4, 0.2, 0.1)
@@ -96,7 +103,7 @@ class ViewPipeline(nn.Module):
         )
         b, c, s, h = spec.jitter
         photometric: list[nn.Module] = [
-            K.ColorJitter(b, c, s, h, same_on_batch=False, p=0.8),
+            ColorJitter(b, c, s, h, p=0.8),
             K.RandomGrayscale(p=0.2, same_on_batch=False),
         ]
         if spec.blur_p > 0:
@@ -118,8 +125,18 @@ class ViewPipeline(nn.Module):
                 m.set_rng_device_and_dtype(torch.device("cpu"), torch.get_default_dtype())  # type: ignore[operator]
         return out  # type: ignore[return-value]
 
+    def shared(self, x: Tensor) -> Tensor:
+        """Crop, flip, jitter, grayscale: (B, C, H, W) -> (B, C, S, S) in [0, 1]."""
+        return self.photometric[1](self.photometric[0](self.geometric(x)))
+
+    def tail(self, x: Tensor) -> Tensor:
+        """The view-specific blur and solarize, if any."""
+        for m in list(self.photometric)[2:]:
+            x = m(x)
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.photometric(self.geometric(x))  # (B, C, S, S) in [0, 1]
+        return self.tail(self.shared(x))  # (B, C, S, S) in [0, 1]
 
 
 class TwoViewAugment(nn.Module):
@@ -128,6 +145,9 @@ class TwoViewAugment(nn.Module):
     S is `crop_size`, by default the input's size `image_size`. Grayscale inputs (C = 1) are not supported by
     the colour steps; the datasets of the project are all 3-channel.
     """
+
+    mean: Tensor  # (1, C, 1, 1) buffer
+    std: Tensor  # (1, C, 1, 1) buffer
 
     def __init__(self, ssl: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  *, crop_size: int | None = None) -> None:
@@ -138,6 +158,7 @@ class TwoViewAugment(nn.Module):
         spec1, spec2 = PIPELINES.get(ssl, DEFAULT_PIPELINE)
         self.view1 = ViewPipeline(spec1, self.crop_size)
         self.view2 = ViewPipeline(spec2, self.crop_size)
+        self.fused = spec1.shared_part() == spec2.shared_part()  # the shared steps run once on [x; x]
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -148,6 +169,11 @@ class TwoViewAugment(nn.Module):
         x = x_uint8.float().div_(255.0)  # (B, C, H, W) in [0, 1]
         mean = self.mean.to(x.device)  # (1, C, 1, 1)
         std = self.std.to(x.device)  # (1, C, 1, 1)
-        v1 = (self.view1(x) - mean) / std  # (B, C, S, S)
-        v2 = (self.view2(x) - mean) / std  # (B, C, S, S)
+        if self.fused:
+            both = self.view1.shared(torch.cat([x, x]))  # (2B, C, S, S), every row its own draws
+            v1, v2 = self.view1.tail(both[: len(x)]), self.view2.tail(both[len(x):])
+        else:
+            v1, v2 = self.view1(x), self.view2(x)
+        v1 = (v1 - mean) / std  # (B, C, S, S)
+        v2 = (v2 - mean) / std  # (B, C, S, S)
         return v1.float(), v2.float()

@@ -113,10 +113,12 @@ class ReplayBuffer:
 
     # --- reading ---------------------------------------------------------------------------------------
     def sample_indices(self, n: int, generator: torch.Generator) -> Tensor:
-        """n indices drawn uniformly with replacement (REFERENCE.md section 4), on the buffer's device."""
+        """n indices drawn uniformly with replacement (REFERENCE.md section 4), on the buffer's device. They are
+        drawn on the host and copied without blocking (pageable memory is staged at once), so a CUDA step does
+        not wait for the GPU here."""
         if len(self) == 0:
             raise CromoError("cannot sample from an empty replay buffer (it is filled at the end of task 1)")
-        return torch.randint(len(self), (n,), generator=generator).to(self.device)
+        return torch.randint(len(self), (n,), generator=generator).to(self.device, non_blocking=True)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """n stored images, uint8 (n, C, H, W) on the buffer's device."""

@@ -6,6 +6,8 @@ LARS (the reference's solo-learn-style variant), for each parameter w with gradi
 - ndim ≤ 1 (biases, norm parameters): d = g, with neither scaling nor weight decay.
 - momentum buffer b ← μ·b + d (b starts at 0); w ← w − lr·b.
 SGD is torch's (momentum, weight decay on every parameter, as the reference's CorInfoMax runs).
+`LARS(foreach=False)` computes the same update one parameter at a time, the reference code's structure (a
+Python loop with a host-side test of the norms), for the reference-style pipeline of `cromo-bench perf`.
 
 Schedule per epoch e of E (a fresh schedule in every task): with W warmup epochs,
 - e < W: lr = min_lr + e·(base − min_lr)/max(1, W − 1)  (linear from min_lr; base is reached at e = W − 1),
@@ -32,12 +34,13 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling, clipped; 1-D parameters are excluded."""
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8) -> None:
+                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8, foreach: bool = True) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
             raise ValueError(f"invalid LARS settings lr={lr} momentum={momentum} wd={weight_decay} eta={eta}")
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "clip": clip,
                     "eps": eps}
         super().__init__(params, defaults)
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -46,8 +49,33 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            self._step_group(group)
+            if self.foreach:
+                self._step_group(group)
+            else:
+                self._step_group_loop(group)
         return loss
+
+    def _step_group_loop(self, group: dict[str, Any]) -> None:
+        """The same update, parameter by parameter; the zero-norm test and the clip run on the host."""
+        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            d = p.grad
+            if p.ndim > 1:
+                w_norm, g_norm = torch.norm(p), torch.norm(p.grad)
+                r: Tensor | float = 1.0
+                if w_norm != 0 and g_norm != 0:
+                    r = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                    if group["clip"] and lr > 0:
+                        r = min(r / lr, 1.0)
+                d = d.add(p, alpha=wd) * r
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buf = state["momentum_buffer"]
+            buf.mul_(mom).add_(d)
+            p.add_(buf, alpha=-lr)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -91,17 +119,22 @@ def _unique_params(params: ParamsLike) -> list[nn.Parameter]:
     return out
 
 
-def build_optimizer(params: ParamsLike, cfg: RunConfig, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(params: ParamsLike, cfg: RunConfig, lr: float, foreach: bool = True) -> torch.optim.Optimizer:
     """The optimizer of `cfg.optimizer` ("lars" | "sgd") over the trainable parameters, at learning rate `lr`.
 
     `params` may be parameters or (name, parameter) pairs; frozen and repeated parameters are dropped.
+    `foreach=False`: one parameter at a time (the reference's structure; the same update).
     """
     plist = _unique_params(params)
     if not plist:
         raise CromoError("build_optimizer: no trainable parameters")
     if cfg.optimizer == "lars":
-        return LARS(plist, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
+        return LARS(plist, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta,
+                    foreach=foreach)
     if cfg.optimizer == "sgd":
+        if not foreach:
+            return torch.optim.SGD(plist, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=False)
         fused = all(p.is_cuda and p.is_floating_point() for p in plist)
         return torch.optim.SGD(plist, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                fused=True if fused else None)

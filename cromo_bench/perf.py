@@ -13,10 +13,13 @@ benchmarks time task 1). Each pipeline runs `steps` steps per repeat after a war
 - floor (the compute floor): the same `method.loss_terms` through the same networks (old model included)
   on fixed, pre-augmented views (replay returns fixed pre-augmented buffer views), plus backward, with the
   gradients released between steps. No augmentation, sampling, optimizer step or logging.
-- reference: the reference code's structure (REFERENCE.md sections 2.4, 4, 14.18): a CPU DataLoader over
-  float images in [0, 1] with per-sample torchvision transforms T, T' (the same parameters; a PIL round trip
-  for BYOL), buffer images augmented one at a time in a Python loop, fp32 and NCHW, per-step `.item()`
-  logging. Same model, objective, method and optimizer classes, in its own copy with the same initial weights.
+- reference: the reference code's structure (REFERENCE.md sections 2.4, 4, 14.18; its CroMo trainers): a CPU
+  DataLoader over float images in [0, 1] whose items are (x, T(x), T'(x), y) with per-sample torchvision
+  transforms T, T' (the same parameters; a PIL round trip for BYOL); buffer images augmented one at a time in
+  a Python loop, each appended with torch.cat; fp32 and NCHW; the optimizer stepping one parameter at a time
+  (`foreach=False`: the reference's LARS loop, the same update); per-step `.item()` logging. Same model,
+  objective, method and optimizer classes, in its own copy with the same initial weights. The CroMo-Mixup
+  reference also draws the buffer indices with numpy, as here.
 
 overhead = step / floor and speed-up = reference / step, each the median of the per-repeat ratios.
 Augmentation alone: the two views of the current batch plus `replay_bs` buffer images, batched vs the
@@ -165,11 +168,17 @@ def reference_view(spec: ViewSpec, size: int, mean: Sequence[float], std: Sequen
     compose = T.Compose(ops)
     if not pil:
         return compose  # type: ignore[no-any-return]
-    return lambda img: compose(img.cpu()).to(img.device)
+
+    def via_pil(img: Tensor) -> Tensor:  # (C, H, W), or (1, C, H, W) as the replay loop passes it
+        out = compose(img.cpu()[0] if img.ndim == 4 else img.cpu())
+        return (out.unsqueeze(0) if img.ndim == 4 else out).to(img.device)
+
+    return via_pil
 
 
 class ReferenceDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Float images in [0, 1] (the reference stores these); each item is (T(x), T'(x), y)."""
+    """Float images in [0, 1] (the reference stores these); each item is (x, T(x), T'(x), y), the raw image
+    included, as the reference's dataset for its CroMo trainers returns it."""
 
     def __init__(self, images: Tensor, labels: Tensor, views: tuple[View, View]) -> None:
         self.images, self.labels, self.views = images, labels, views
@@ -177,9 +186,9 @@ class ReferenceDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x = self.images[i]  # (C, H, W)
-        return self.views[0](x), self.views[1](x), self.labels[i]
+        return x, self.views[0](x), self.views[1](x), self.labels[i]
 
 
 @contextmanager
@@ -194,14 +203,26 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def one_at_a_time(images: Tensor, views: tuple[View, View]) -> tuple[Tensor, Tensor]:
-    """The reference's replay augmentation: each image through T and T' in a Python loop."""
+def per_sample(images: Tensor, views: tuple[View, View]) -> tuple[Tensor, Tensor]:
+    """What DataLoader workers do for a batch: each (C, H, W) image through T and T', then stacked."""
     b1, b2 = [], []
     with single_thread():
         for img in images:
             b1.append(views[0](img))
             b2.append(views[1](img))
     return torch.stack(b1), torch.stack(b2)
+
+
+def one_at_a_time(images: Tensor, views: tuple[View, View]) -> tuple[Tensor, Tensor]:
+    """The reference's replay augmentation (REFERENCE.md section 4): in a Python loop, each (1, C, H, W) image
+    through T and T', appended to the views so far with torch.cat."""
+    b1, b2 = images[:0], images[:0]
+    with single_thread():
+        for i in range(len(images)):
+            img = images[i : i + 1]  # (1, C, H, W)
+            b1 = torch.cat((b1, views[0](img)))
+            b2 = torch.cat((b2, views[1](img)))
+    return b1, b2
 
 
 # --- the three pipelines ---------------------------------------------------------------------------------------
@@ -281,7 +302,8 @@ class Bench:
         buffer = t.parts.buffer
         self.ref_buffer = (buffer.images.float() / 255.0 if buffer is not None and buffer.images is not None
                            else None)  # (M, C, H, W) float on the device, as the reference keeps it
-        self.ref, self.ref_opt = ref, build_optimizer(trainable_parameters(ref), cfg, t.base_lr)
+        # the reference's optimizer loops over the parameters (its LARS, or SGD without foreach)
+        self.ref, self.ref_opt = ref, build_optimizer(trainable_parameters(ref), cfg, t.base_lr, foreach=False)
         self.rng = np.random.default_rng(cfg.seed)
         self.ref_log: list[dict[str, float]] = []
         self.workers = workers
@@ -308,9 +330,9 @@ class Bench:
                     batch = next(epoch)
             self.reference_step(*batch)
 
-    def reference_step(self, x1: Tensor, x2: Tensor, y: Tensor) -> None:
+    def reference_step(self, x: Tensor, x1: Tensor, x2: Tensor, y: Tensor) -> None:
         ref = self.ref
-        x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
+        x, x1, x2, y = x.to(self.device), x1.to(self.device), x2.to(self.device), y.to(self.device)
         replay = self.reference_replay if self.ref_buffer is not None and self.task > 0 else None
         step = Step(x1, x2, self.task, ref.encoder, ref.objective, ref.old_encoder, replay,
                     self.trainer.generator, y)
@@ -362,7 +384,7 @@ def _augmentation_jobs(bench: Bench) -> dict[str, Callable[[], Any]]:
     return {
         "aug_batched": lambda: (augment_views(aug, current, fmt), augment_views(aug, stored(), fmt)),
         # the DataLoader's per-sample work (on the CPU), then the replay loop (on the device)
-        "aug_per_sample": lambda: (one_at_a_time(cur_f, bench.views), one_at_a_time(stored_f, bench.views)),
+        "aug_per_sample": lambda: (per_sample(cur_f, bench.views), one_at_a_time(stored_f, bench.views)),
         "replay_batched": lambda: augment_views(aug, stored(), fmt),
         "replay_loop": lambda: one_at_a_time(stored_f, bench.views),
     }

@@ -8,6 +8,7 @@ import torch
 
 from cromo_bench.augment import TwoViewAugment, ViewPipeline
 from cromo_bench.errors import CromoError
+from cromo_bench.jitter import ColorJitter
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 SSLS = ["barlow", "corinfomax", "simclr", "byol"]
@@ -31,7 +32,7 @@ def test_identical_images_get_different_crops_and_colours(ssl: str) -> None:
     for view in (aug.view1, aug.view2):
         assert distinct(view.geometric(x)) >= 30  # crops differ per sample
         jitter = view.photometric[0]
-        assert isinstance(jitter, K.ColorJitter)
+        assert isinstance(jitter, ColorJitter)
         colours = jitter(x)
         changed = ~torch.isclose(colours, x).flatten(1).all(1)  # (32,) jittered samples (p = 0.8)
         assert 16 <= changed.sum() < 32
@@ -52,6 +53,25 @@ def test_shape_dtype_range_and_views_differ(ssl: str) -> None:
         assert v.std() > 0.1
     assert not torch.allclose(v1, v2)
     assert (v1 - v2).flatten(1).abs().amax(1).min() > 0  # every sample's two views differ
+
+
+@pytest.mark.parametrize("ssl", SSLS)
+def test_fused_views_are_the_two_pipelines(ssl: str) -> None:
+    """T and T' share crop, flip, jitter and grayscale, so those run once on [x; x]; each half then gets its
+    own view's blur and solarize. With the same draws, that equals running the two pipelines one after the
+    other."""
+    aug = TwoViewAugment(ssl, 16, MEAN, STD)
+    assert aug.fused
+    x = identical_batch(8)
+    torch.manual_seed(5)
+    v1, v2 = aug(x)
+    xf = torch.cat([x, x]).float() / 255.0
+    torch.manual_seed(5)
+    shared = aug.view1.shared(xf)  # the same draws as the fused call
+    m = (torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1))
+    torch.testing.assert_close(v1, (aug.view1.tail(shared[:8]) - m[0]) / m[1])
+    torch.testing.assert_close(v2, (aug.view2.tail(shared[8:]) - m[0]) / m[1])
+    assert distinct(torch.cat([v1, v2])) == 16  # every row its own draws
 
 
 def test_same_seed_same_views() -> None:
@@ -76,9 +96,9 @@ def test_pipelines_follow_the_reference_table() -> None:
     assert K.RandomSolarize not in kinds(cim.view1) | kinds(cim.view2)
     bt = TwoViewAugment("barlow", 16, MEAN, STD)
     assert K.RandomSolarize not in kinds(bt.view1) and kinds(bt.view2)[K.RandomSolarize] == 0.2
-    assert kinds(bt.view1)[K.ColorJitter] == 0.8 and kinds(bt.view1)[K.RandomGrayscale] == 0.2
+    assert kinds(bt.view1)[ColorJitter] == 0.8 and kinds(bt.view1)[K.RandomGrayscale] == 0.2
     simclr = TwoViewAugment("simclr", 16, MEAN, STD)
-    assert set(kinds(simclr.view1)) == {K.ColorJitter, K.RandomGrayscale}
+    assert set(kinds(simclr.view1)) == {ColorJitter, K.RandomGrayscale}
     # Barlow's solarize inverts values at or above 0.51 (REFERENCE.md section 2.4)
     sol = next(m for m in bt.view2.photometric if isinstance(m, K.RandomSolarize))
     sol.p = 1.0
@@ -94,7 +114,7 @@ def test_crop_size_option_and_errors() -> None:
     with pytest.raises(CromoError, match="uint8"):
         aug(torch.zeros(2, 3, 16, 16))
     other = TwoViewAugment("supervised", 16, MEAN, STD)  # objectives without an entry: the default pipeline
-    assert [type(m) for m in other.view2.photometric] == [K.ColorJitter, K.RandomGrayscale]
+    assert [type(m) for m in other.view2.photometric] == [ColorJitter, K.RandomGrayscale]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

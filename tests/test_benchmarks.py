@@ -61,7 +61,7 @@ def test_specs_and_suites_are_frozen() -> None:
         spec.per_objective["barlow"]["lr"] = 1.0  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
         ALL_SUITES[0].seeds = (9,)  # type: ignore[misc]
-    assert SPECS["digits-5x2"].version == 1 and SPECS["digits-5x2"].task_sizes == (2,) * 5
+    assert SPECS["digits-5x2"].version == 2 and SPECS["digits-5x2"].task_sizes == (2,) * 5
 
 
 @pytest.mark.parametrize("suite", ALL_SUITES, ids=lambda s: s.name)

@@ -26,7 +26,7 @@ def test_run_logs_exactly_one_finished_run_with_the_schema(tmp_cwd):
     r = runs[0]
     assert r.info.status == "FINISHED"
     for tag, value in (("method", "finetune"), ("ssl", "barlow"), ("split", "digits-5x2"), ("memory", "0"),
-                       ("seed", "0"), ("benchmark_version", "1")):
+                       ("seed", "0"), ("benchmark_version", "2")):
         assert r.data.tags[f"cromo.{tag}"] == value
     for tag in ("cromo.git_commit", "cromo.torch", "cromo.device"):
         assert r.data.tags[tag]

@@ -34,9 +34,10 @@ def hand_lars(w: list[float], g: list[float], lr: float, wd: float, eta: float) 
     return [(gi + wd * wi) * r for gi, wi in zip(g, w, strict=True)]
 
 
-def test_lars_one_step_unclipped() -> None:
+@pytest.mark.parametrize("foreach", [True, False])
+def test_lars_one_step_unclipped(foreach: bool) -> None:
     lin = tiny_linear()
-    opt = LARS(lin.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1, eta=0.02)
+    opt = LARS(lin.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1, eta=0.02, foreach=foreach)
     set_grads(lin)
     opt.step()
     # r = 0.02*5/(1 + 0.1*5) = 1/15; r/lr = 2/15 < 1, so d = (g + 0.1 w) * 2/15 = (0.12, 0.16)
@@ -45,10 +46,11 @@ def test_lars_one_step_unclipped() -> None:
     assert lin.bias.item() == pytest.approx(1.0 - 0.5 * 0.5, abs=1e-15)
 
 
-def test_lars_clipping_and_momentum() -> None:
+@pytest.mark.parametrize("foreach", [True, False])
+def test_lars_clipping_and_momentum(foreach: bool) -> None:
     lin = tiny_linear()
     lr, wd, eta, mom = 0.01, 0.1, 0.02, 0.9
-    opt = LARS(lin.parameters(), lr=lr, momentum=mom, weight_decay=wd, eta=eta)
+    opt = LARS(lin.parameters(), lr=lr, momentum=mom, weight_decay=wd, eta=eta, foreach=foreach)
     w, b = [3.0, 4.0], 1.0
     buf_w, buf_b = [0.0, 0.0], 0.0
     for _ in range(2):
@@ -65,12 +67,36 @@ def test_lars_clipping_and_momentum() -> None:
     assert hand_lars([3.0, 4.0], [0.6, 0.8], lr, wd, eta) == pytest.approx([0.9, 1.2], abs=1e-12)
 
 
-def test_lars_zero_weight_still_moves() -> None:
+@pytest.mark.parametrize("foreach", [True, False])
+def test_lars_zero_weight_still_moves(foreach: bool) -> None:
     p = nn.Parameter(torch.zeros(2, 2, dtype=torch.float64))
-    opt = LARS([p], lr=0.1, momentum=0.9, weight_decay=0.1, eta=0.02)
+    opt = LARS([p], lr=0.1, momentum=0.9, weight_decay=0.1, eta=0.02, foreach=foreach)
     p.grad = torch.ones(2, 2, dtype=torch.float64)
     opt.step()
     assert torch.allclose(p, torch.full((2, 2), -0.1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("optimizer", ["lars", "sgd"])
+def test_per_parameter_loop_equals_the_foreach_step(optimizer: str) -> None:
+    """The reference-style optimizer (one parameter at a time) makes the same updates as the project's."""
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)).double() for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    with torch.no_grad():
+        for net in nets:
+            net[2].weight.zero_()  # a zero weight: r = 1
+    cfg = RunConfig(optimizer=optimizer, weight_decay=1e-2, momentum=0.9)
+    opts = [build_optimizer(net.parameters(), cfg, lr=0.3, foreach=f)
+            for net, f in zip(nets, (True, False), strict=True)]
+    x = torch.randn(16, 4, dtype=torch.float64)
+    for _ in range(3):
+        for net, opt in zip(nets, opts, strict=True):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert not torch.equal(nets[0][2].weight, torch.zeros(3, 8, dtype=torch.float64))
 
 
 def test_build_optimizer_sgd_and_lars() -> None:
