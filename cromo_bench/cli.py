@@ -54,7 +54,7 @@ def run(
     preset: Annotated[str | None, typer.Option(help="quirk preset: reference | clean")] = None,
     resume: Annotated[bool, typer.Option(help="continue this configuration's unfinished run")] = False,
     deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (GPU)")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoders (GPU)")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoders (full batches)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Train one method with one objective on one split, evaluate it, and log it to MLflow."""

@@ -88,7 +88,7 @@ class RunConfig:
     checkpoint_every: int = 0  # epochs; 0: task boundaries only
     deterministic: bool = False  # torch.use_deterministic_algorithms (for GPU runs; the CPU is deterministic)
     num_threads: int = 0  # CPU threads for torch; 0: leave torch's default
-    compile: bool = False  # torch.compile the encoders of the training step (same math, faster on GPUs)
+    compile: bool = False  # torch.compile the encoders of the training step (same math; full batches only)
     # --- task-confusion study (REFERENCE.md section 12) and offline upper bounds ----------------------------
     minibatch: str = "random"  # random | cil (each batch from one virtual task) | dil (class-stratified shards)
     eval_task_sizes: tuple[int, ...] = ()  # () : evaluate on task_sizes; else the virtual split for TP/WP

@@ -386,10 +386,12 @@ class Trainer:
             return None
         return make_replay(p, self.generator, self.memory_format)
 
-    def _run(self, module: nn.Module) -> nn.Module:
+    def _run(self, module: nn.Module, batch: int) -> nn.Module:
         """`module` itself, or with cfg.compile its torch.compile wrapper (same parameters; the module and its
-        checkpoints stay plain, and deep copies of it never share a compiled call)."""
-        if not self.cfg.compile:
+        checkpoints stay plain, and deep copies of it never share a compiled call). Only full batches run
+        compiled: an epoch's short last batch runs eagerly, which costs no recompilation (and avoids an
+        inductor crash seen on the CPU with torch 2.14 when a second batch size was compiled)."""
+        if not self.cfg.compile or batch != self.cfg.batch_size:
             return module
         live = (id(self.parts.encoder), id(self.parts.old_encoder))  # drop wrappers of replaced old encoders
         self._compiled = {k: v for k, v in self._compiled.items() if k in live}
@@ -399,8 +401,8 @@ class Trainer:
 
     def make_step(self, task: int, x1: Tensor, x2: Tensor, replay: Any, y: Tensor | None = None) -> Step:
         p = self.parts
-        old = self._run(p.old_encoder) if p.old_encoder is not None else None
-        return Step(x1, x2, task, self._run(p.encoder), p.objective, old, replay, self.generator, y)
+        old = self._run(p.old_encoder, len(x1)) if p.old_encoder is not None else None
+        return Step(x1, x2, task, self._run(p.encoder, len(x1)), p.objective, old, replay, self.generator, y)
 
     def step(self, task: int, sel: Tensor, replay: Any) -> dict[str, Tensor]:
         """One training step on the current images `train_x[sel]` (indices on the device): two views, the

@@ -235,3 +235,23 @@ def test_cuda_step_runs_in_bf16_channels_last_and_tracks_fp32(method, ssl, tmp_p
         assert torch.isfinite(v).all(), k
         a, b = float(v.detach()), float(want[k].detach())
         assert abs(a - b) <= 0.1 * abs(b) + 0.1, (k, a, b)
+
+
+def test_compile_wraps_full_batches_only(tmp_path):
+    """With --compile the short last batch of an epoch runs eagerly: no recompilation for a second shape."""
+    t = trainer_at_task_2(tiny_cfg("cromo", "barlow", tmp_path, compile=True))
+    enc, b = t.parts.encoder, t.cfg.batch_size
+    assert t._run(enc, b) is not enc and t._run(enc, b) is t._run(enc, b)  # one wrapper, reused
+    assert t._run(enc, b - 1) is enc
+    x = torch.zeros(b - 1, 3, 16, 16)
+    step = t.make_step(1, x, x, None)
+    assert step.encoder is enc and step.old_encoder is t.parts.old_encoder
+
+
+@pytest.mark.slow
+def test_compiled_cpu_run_with_a_short_last_batch_finishes(tmp_cwd):
+    """digits-5x2 epochs end with a 15-image batch; compiling that second shape crashed inductor on the CPU."""
+    res = runner.invoke(app, ["run", "--method", "finetune", "--ssl", "barlow", "--split", "digits-5x2",
+                              "--epochs", "1", "--compile", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "LA " in res.output
