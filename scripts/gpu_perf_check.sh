@@ -32,7 +32,7 @@ git log -1 --format='commit %H %s' 2>/dev/null || true
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   stamp "1. CUDA tests"
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_perf.py tests/test_augment.py -k "cuda" -rs \
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_perf.py tests/test_augment.py tests/test_jitter.py -k "cuda" -rs \
     || echo "CUDA TESTS FAILED"
 fi
 

@@ -100,3 +100,11 @@ def test_invalid_settings() -> None:
         ColorJitter(0.4, 0.4, 0.2, 0.6)
     with pytest.raises(ValueError, match="unknown colour adjustment"):
         adjust("gamma", images(5), torch.ones(5, 1, 1, 1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu_for_the_same_draws() -> None:
+    cj = ColorJitter(0.4, 0.4, 0.2, 0.1, p=0.8)
+    x = images(64)
+    params = cj.sample(len(x), torch.Generator().manual_seed(6))
+    torch.testing.assert_close(cj.jitter(x.cuda(), params).cpu(), cj.jitter(x, params), rtol=0, atol=1e-5)

@@ -102,8 +102,9 @@ class BYOL(Objective):
     def target(self, x: Tensor, z: Tensor) -> Tensor:
         if self.ema is None:
             raise RuntimeError("BYOL.attach(encoder) must be called before the target is used")
-        with torch.no_grad():
-            return self.ema(x)  # (B, D)
+        with torch.inference_mode():  # no autograd bookkeeping; a normal tensor out, so losses may save it
+            t = self.ema(x)  # (B, D)
+        return t.clone()
 
     # --- losses ----------------------------------------------------------------------------------
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
