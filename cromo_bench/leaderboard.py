@@ -134,7 +134,7 @@ def clean_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                      f"(e.g. sweep parents): {_ids(runs[untagged])}.")
     runs = runs[~untagged]
     if "overrides" in runs:  # runs with other settings (--epochs, --set, a preset) are a group of their own
-        changed = runs["overrides"].fillna("").astype(str)
+        changed = runs["overrides"].astype(object).fillna("").astype(str)  # all-NaN columns are float64
         runs["split"] = [f"{s} [{o}]" if o else s for s, o in zip(runs["split"], changed, strict=True)]
         if (changed != "").any():
             notes.append("Runs whose settings differ from their benchmark's (--epochs, --set, --preset) form "
