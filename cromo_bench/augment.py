@@ -1,7 +1,7 @@
 """Batched two-view SSL augmentations on the training device (REFERENCE.md section 2.4, pipelines T and T').
 
-Every sample of a batch gets its own random parameters (kornia, `same_on_batch=False`); all draws come from
-torch's global CPU RNG, also when the images are on a GPU (kornia's samplers stay on the host and their draws
+Every sample of a batch gets its own random parameters (kornia, `same_on_batch=False`, and the project's own
+colour jitter, cromo_bench.jitter); all draws come from torch's global CPU RNG, also when the images are on a GPU (kornia's samplers stay on the host and their draws
 reach the device without a blocking copy), so seeding torch reproduces the views and the parameters drawn do
 not depend on the device. Per objective (CIFAR values of the reference):
 
