@@ -1,9 +1,10 @@
 """Batched two-view SSL augmentations on the training device (REFERENCE.md section 2.4, pipelines T and T').
 
 Every sample of a batch gets its own random parameters (kornia, `same_on_batch=False`, and the project's own
-colour jitter, cromo_bench.jitter); all draws come from torch's global CPU RNG, also when the images are on a GPU (kornia's samplers stay on the host and their draws
-reach the device without a blocking copy), so seeding torch reproduces the views and the parameters drawn do
-not depend on the device. Per objective (CIFAR values of the reference):
+colour jitter, cromo_bench.jitter); all draws come from torch's global CPU RNG, also when the images are on a
+GPU (the samplers stay on the host and their draws reach the device without a blocking copy), so seeding
+torch reproduces the views and the parameters drawn do not depend on the device. Per objective (CIFAR values
+of the reference):
 
 | | crop scale | ColorJitter (b, c, s, h), p=0.8 | blur 3x3, sigma~U[0.1, 2] (T / T') | solarize (T / T') |
 |---|---|---|---|---|
