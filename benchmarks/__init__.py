@@ -6,12 +6,15 @@
 - `confusion.py`: the task-confusion study, CIL- vs DIL-minibatches (CIFAR-100 and digits).
 - `suites.py`: named grids for `cromo-bench sweep --suite`.
 
-Versions (every spec moves together; tables never pool versions):
+Versions (a change that would change a spec's numbers bumps it; tables never pool versions):
 - 1: the first release.
 - 2: the colour jitter draws its order of adjustments per image, as torchvision does (cromo_bench.jitter;
   kornia's drew one per call); the two views' shared steps run in one call on [x; x]; Barlow Twins through
   N x N Gram matrices when N < D. The same distributions and losses; other random draws and float rounding,
-  so other numbers for a given seed.
+  so other numbers for a given seed. Every spec.
+- 3 (the task-confusion specs only): the schedule length counts the CIL / DIL batches an epoch really has
+  (each virtual task or shard ends in its own short batch), so BYOL's EMA horizon K is the number of steps
+  taken; it was the count of shuffled batches, a few percent short.
 """
 
 from __future__ import annotations

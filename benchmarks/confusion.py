@@ -58,7 +58,7 @@ _DIGITS: dict[str, dict[str, Any]] = {
 def _cifar100(mode: str, label: str) -> BenchmarkSpec:
     return BenchmarkSpec(
         name=f"confusion-cifar100-{label}",
-        version=2,
+        version=3,
         description=f"task confusion: CIFAR-100 jointly for 1000 epochs with {mode.upper()}-minibatches "
                     "over 10 virtual tasks of 10 classes; TP/WP on that 10x10 split" if mode != "random" else
                     "task confusion: CIFAR-100 jointly for 1000 epochs, shuffled minibatches (offline "
@@ -74,7 +74,7 @@ def _cifar100(mode: str, label: str) -> BenchmarkSpec:
 def _digits(mode: str, label: str) -> BenchmarkSpec:
     return BenchmarkSpec(
         name=f"confusion-digits-{label}",
-        version=2,
+        version=3,
         description=f"task confusion on the embedded digits: all 10 classes jointly, {label} minibatches "
                     "(virtual tasks: 5 x 2 classes); TP/WP on that 5x2 split",
         dataset="digits",

@@ -33,16 +33,18 @@ def round_robin(groups: list[list[Tensor]]) -> list[Tensor]:
     return [g[i] for i in range(longest) for g in groups if i < len(g)]
 
 
+def cil_groups(labels: Tensor, virtual_tasks: list[list[int]]) -> list[Tensor]:
+    """Positions into `labels` (N,) of each virtual task's classes (empty tasks left out)."""
+    labels = labels.cpu()
+    groups = [torch.nonzero(torch.isin(labels, torch.tensor(c, dtype=labels.dtype))).flatten()
+              for c in virtual_tasks]
+    return [g for g in groups if len(g)]
+
+
 def cil_batches(labels: Tensor, virtual_tasks: list[list[int]], batch_size: int,
                 generator: torch.Generator) -> list[Tensor]:
     """Batches of positions into `labels` (N,), each from one virtual task's classes, round-robin."""
-    labels = labels.cpu()
-    groups = []
-    for classes in virtual_tasks:
-        idx = torch.nonzero(torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))).flatten()
-        if len(idx):
-            groups.append(_batched(idx, batch_size, generator))
-    return round_robin(groups)
+    return round_robin([_batched(g, batch_size, generator) for g in cil_groups(labels, virtual_tasks)])
 
 
 def dil_shards(labels: Tensor, num_shards: int) -> list[Tensor]:
@@ -68,19 +70,38 @@ def virtual_tasks(num_classes: int, eval_task_sizes: tuple[int, ...],
     return make_tasks(num_classes, eval_task_sizes, class_order_seed)
 
 
+def _check(mode: str, labels: Tensor | None, groups: list[list[int]] | None) -> None:
+    if mode not in ("random", "cil", "dil"):
+        raise CromoError(f"minibatch '{mode}' is not allowed; choose one of: random, cil, dil")
+    if mode != "random" and (labels is None or not groups):
+        raise CromoError(f"minibatch '{mode}' needs eval_task_sizes (the virtual tasks), e.g. "
+                         "--set eval_task_sizes=10,10,10,10,10,10,10,10,10,10")
+
+
 def minibatches(mode: str, n: int, batch_size: int, generator: torch.Generator, labels: Tensor | None = None,
                 groups: list[list[int]] | None = None) -> list[Tensor]:
     """Index batches over `n` samples for `cfg.minibatch` = mode (see the module docstring)."""
+    _check(mode, labels, groups)
     if mode == "random":
         return _batched(torch.arange(n), batch_size, generator)
-    if labels is None or not groups:
-        raise CromoError(f"minibatch '{mode}' needs eval_task_sizes (the virtual tasks), e.g. "
-                         "--set eval_task_sizes=10,10,10,10,10,10,10,10,10,10")
+    assert labels is not None and groups is not None
     if mode == "cil":
         return cil_batches(labels, groups, batch_size, generator)
-    if mode == "dil":
-        return dil_batches(labels, len(groups), batch_size, generator)
-    raise CromoError(f"minibatch '{mode}' is not allowed; choose one of: random, cil, dil")
+    return dil_batches(labels, len(groups), batch_size, generator)
+
+
+def count_minibatches(mode: str, n: int, batch_size: int, labels: Tensor | None = None,
+                      groups: list[list[int]] | None = None) -> int:
+    """How many batches `minibatches` returns (the same for every draw): each group is batched on its own,
+    so CIL / DIL epochs hold one short batch per virtual task or shard, not one per epoch."""
+    _check(mode, labels, groups)
+    if mode == "random":
+        sizes = [n]
+    else:
+        assert labels is not None and groups is not None
+        parts = cil_groups(labels, groups) if mode == "cil" else dil_shards(labels, len(groups))
+        sizes = [len(g) for g in parts]
+    return sum(size // batch_size + (1 if size % batch_size >= 2 else 0) for size in sizes)
 
 
 def eval_split(tasks: list[list[int]], eval_tasks: list[list[int]] | None,

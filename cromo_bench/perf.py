@@ -52,7 +52,7 @@ from cromo_bench.train import (
     augment_views,
     batches,
     build_parts,
-    steps_per_epoch,
+    epoch_steps,
     trainable_parameters,
 )
 
@@ -142,7 +142,8 @@ def benchmark_steps(cfg: RunConfig) -> tuple[int | None, str]:
     if cfg.subset_per_class > 0:
         counts = [min(c, cfg.subset_per_class) for c in counts]
     tasks = make_tasks(k, cfg.task_sizes, cfg.class_order_seed)
-    per_epoch = [steps_per_epoch(sum(counts[c] for c in t), cfg.batch_size) for t in tasks]
+    labels = [torch.tensor(t).repeat_interleave(torch.tensor([counts[c] for c in t])) for t in tasks]
+    per_epoch = [epoch_steps(y, cfg) for y in labels]
     total = sum(s * cfg.epochs_for(t) for t, s in enumerate(per_epoch))
     return total, (f"{cfg.num_tasks} tasks, {cfg.epochs_first} + {cfg.num_tasks - 1} x {cfg.epochs_later} "
                    f"epochs, {total} steps")
@@ -293,7 +294,7 @@ class Bench:
         for mine, theirs in ((ref.encoder, t.parts.encoder), (ref.objective, t.parts.objective),
                              (ref.method, t.parts.method)):
             mine.load_state_dict(theirs.state_dict())
-        ref.objective.start_task(self.task, steps_per_epoch(len(t.task_idx[self.task]), cfg.batch_size)
+        ref.objective.start_task(self.task, epoch_steps(t.train_y[t.task_idx[self.task]], cfg)
                                  * cfg.epochs_for(self.task), t.total_steps)
         if t.parts.old_encoder is not None:
             ref.old_encoder = copy.deepcopy(ref.encoder)  # the reference: a frozen copy under no_grad

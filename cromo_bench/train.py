@@ -168,20 +168,27 @@ def freeze_copy(encoder: Encoder, bn_mode: str) -> Encoder:
     return old
 
 
+def _virtual_tasks(cfg: RunConfig) -> list[list[int]] | None:
+    from cromo_bench.confusion import virtual_tasks
+
+    return (virtual_tasks(sum(cfg.eval_task_sizes), cfg.eval_task_sizes, cfg.class_order_seed)
+            if cfg.eval_task_sizes and cfg.minibatch != "random" else None)
+
+
 def batches(labels: Tensor, cfg: RunConfig, generator: torch.Generator) -> list[Tensor]:
     """Shuffled index batches over one task's samples; a trailing batch smaller than 2 is dropped
     (BatchNorm needs two samples). `cfg.minibatch` cil / dil group them by virtual task or by
     class-stratified shard, round-robin (the task-confusion study, `cromo_bench.confusion`)."""
-    from cromo_bench.confusion import minibatches, virtual_tasks
+    from cromo_bench.confusion import minibatches
 
-    groups = (virtual_tasks(sum(cfg.eval_task_sizes), cfg.eval_task_sizes, cfg.class_order_seed)
-              if cfg.eval_task_sizes and cfg.minibatch != "random" else None)
-    return minibatches(cfg.minibatch, len(labels), cfg.batch_size, generator, labels, groups)
+    return minibatches(cfg.minibatch, len(labels), cfg.batch_size, generator, labels, _virtual_tasks(cfg))
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 else 0)
+def epoch_steps(labels: Tensor, cfg: RunConfig) -> int:
+    """The number of batches `batches` gives for one task's labels (N,): every epoch has the same count."""
+    from cromo_bench.confusion import count_minibatches
+
+    return count_minibatches(cfg.minibatch, len(labels), cfg.batch_size, labels.cpu(), _virtual_tasks(cfg))
 
 
 class LossMeter:
@@ -268,7 +275,7 @@ class Trainer:
         self._compiled: dict[int, nn.Module] = {}  # id(module) -> torch.compile wrapper (cfg.compile)
         self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
         self.task_idx = [task_indices(data.train_y, c).to(self.device) for c in self.tasks]
-        self.total_steps = sum(steps_per_epoch(len(i), cfg.batch_size) * cfg.epochs_for(t)
+        self.total_steps = sum(epoch_steps(self.train_y[i], cfg) * cfg.epochs_for(t)
                                for t, i in enumerate(self.task_idx))
         self.at = Position()
         self.matrix: list[list[float | None]] = []
@@ -330,8 +337,7 @@ class Trainer:
     def begin_task(self, task: int, resumed: bool) -> None:
         from cromo_bench.optim import build_optimizer, task_lr
 
-        n = len(self.task_idx[task])
-        steps = steps_per_epoch(n, self.cfg.batch_size) * self.cfg.epochs_for(task)
+        steps = epoch_steps(self.train_y[self.task_idx[task]], self.cfg) * self.cfg.epochs_for(task)
         pending, self._pending_objective = self._pending_objective, None
         if pending is not None and not resumed:  # restored at a task boundary: then start the new task
             self._load_objective(pending)

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from cromo_bench.config import RunConfig
-from cromo_bench.confusion import cil_batches, dil_batches, dil_shards, eval_split, minibatches, round_robin
+from cromo_bench.confusion import (
+    cil_batches,
+    count_minibatches,
+    dil_batches,
+    dil_shards,
+    eval_split,
+    minibatches,
+    round_robin,
+)
 from cromo_bench.errors import CromoError
 
 VIRTUAL = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
@@ -81,6 +89,43 @@ def test_trainer_batches_follow_cfg_minibatch() -> None:
     assert all(len({_task_of(int(c)) for c in y[b]}) == 1 for b in out)
     mixed = batches(y, dataclasses.replace(cfg, minibatch="random"), torch.Generator().manual_seed(0))
     assert max(len({_task_of(int(c)) for c in y[b]}) for b in mixed) > 1
+
+
+@pytest.mark.parametrize("mode", ["random", "cil", "dil"])
+@pytest.mark.parametrize(("per_class", "batch_size"), [(37, 16), (40, 20), (33, 7), (5, 64)])
+def test_count_minibatches_is_the_number_of_batches(mode: str, per_class: int, batch_size: int) -> None:
+    y = _labels(per_class)
+    out = minibatches(mode, len(y), batch_size, torch.Generator().manual_seed(4), y, VIRTUAL)
+    assert count_minibatches(mode, len(y), batch_size, y, VIRTUAL) == len(out)
+
+
+def test_count_minibatches_by_hand() -> None:
+    y = _labels(37)  # 370 samples; virtual tasks and shards of 74 samples each
+    assert count_minibatches("random", 370, 16, y, VIRTUAL) == 24  # 23 x 16 + 2 (kept: two samples)
+    assert count_minibatches("cil", 370, 16, y, VIRTUAL) == 25  # 5 x (4 x 16 + 10)
+    # DIL: 37 per class over 5 shards gives shards of 8, 8, 7, 7, 7 per class: 80, 80, 70, 70, 70 samples
+    assert count_minibatches("dil", 370, 16, y, VIRTUAL) == 5 + 5 + 5 + 5 + 5
+    assert count_minibatches("dil", 370, 35, y, VIRTUAL) == 3 + 3 + 2 + 2 + 2  # 80 = 2 x 35 + 10; 70 = 2 x 35
+    with pytest.raises(CromoError, match="allowed"):
+        count_minibatches("stratified", 370, 16, y, VIRTUAL)
+
+
+def test_trainer_counts_the_cil_steps_it_takes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The schedule length (BYOL's K, the progress bar) is the number of steps actually taken: 240 samples in
+    batches of 20 are 12 random batches but 5 x 3 CIL batches (48 per virtual task = 2 x 20 + 8)."""
+    from cromo_bench.data import load_digits
+    from cromo_bench.experiment import build_config
+    from cromo_bench.tracking import MemoryTracker
+    from cromo_bench.train import Trainer
+    from tests.helpers import TINY_SETS
+
+    sets = TINY_SETS + ["batch_size=20", "epochs_first=2", f"run_dir={tmp_path}", "device=cpu"]
+    cfg = build_config("finetune", "byol", "confusion-digits-cil", sets=sets)
+    trainer = Trainer(cfg, MemoryTracker(), load_digits(16).subset_per_class(24), progress=False)
+    assert trainer.total_steps == 2 * 15
+    trainer.train()
+    assert trainer.at.global_step == trainer.total_steps
+    assert trainer.parts.objective.ema_total == trainer.total_steps
 
 
 def test_eval_split() -> None:
