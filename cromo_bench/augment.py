@@ -29,7 +29,7 @@ Documented differences from the reference's per-image torchvision transforms:
 - BYOL solarizes through PIL in the reference (threshold 128 on uint8); here the threshold is 128/255 on the
   [0, 1] scale, which inverts the same pixel levels of an unjittered image.
 - The reference hard-codes BYOL's crop to 32x32 even for 64x64 TinyImageNet (section 14.7). The default here
-  crops to the input size for every objective; pass `crop_size=32` to reproduce the quirk.
+  crops to the input size for every objective; `--set crop_size=32` reproduces the quirk.
 """
 
 from __future__ import annotations

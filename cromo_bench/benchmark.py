@@ -80,7 +80,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise CromoError(f"{key} must be positive, got {getattr(cfg, key)}")
-    for key in ("epochs_first", "epochs_later", "memory", "replay_bs", "probe_epochs", "subset_per_class"):
+    for key in ("epochs_first", "epochs_later", "memory", "replay_bs", "probe_epochs", "subset_per_class",
+                "crop_size"):
         if getattr(cfg, key) < 0:
             raise CromoError(f"{key} must be >= 0, got {getattr(cfg, key)}")
     if cfg.batch_size < 2:

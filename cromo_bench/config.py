@@ -32,6 +32,7 @@ class RunConfig:
     class_order_seed: int | None = None  # None: natural order (the reference); an int: seeded permutation
     subset_per_class: int = 0  # 0: all training images; n: the first n per class (CPU presets)
     image_size: int = 32
+    crop_size: int = 0  # SSL crops: 0 = image_size; 32 reproduces the reference's BYOL crop on TinyImageNet
     # --- model ------------------------------------------------------------------------------------
     backbone: str = "resnet18"  # resnet18 (CIFAR stem) | resnet50 (reference TinyImageNet variant)
     width: int = 64  # stem width; 64 is the standard ResNet, 8 or 16 for small CPU runs

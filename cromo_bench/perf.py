@@ -247,8 +247,9 @@ class Bench:
         self.replay = t.replay()
         self.meter = LossMeter()
         specs, pil = PIPELINES.get(cfg.ssl, DEFAULT_PIPELINE), cfg.ssl == "byol"
-        self.views = (reference_view(specs[0], data.image_size, data.mean, data.std, pil),
-                      reference_view(specs[1], data.image_size, data.mean, data.std, pil))
+        size = cfg.crop_size or data.image_size
+        self.views = (reference_view(specs[0], size, data.mean, data.std, pil),
+                      reference_view(specs[1], size, data.mean, data.std, pil))
         self.x1, self.x2 = augment_views(t.parts.augment, t.train_x[self.sel[0]], t.memory_format)
         self._fixed: dict[int, tuple[Tensor, Tensor]] = {}
         self._build_reference(data, ref_workers, ref_steps)

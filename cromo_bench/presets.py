@@ -39,8 +39,9 @@ Each option: project default -> `reference` value (REFERENCE.md section) -- why 
 
 Reference behaviour not covered by a preset: per-step replay sampling is always uniform with replacement (the
 reference ER samples without; cromo_bench/buffer.py); finetune-SimCLR's LR without batch scaling (0.6 instead
-of 1.2 on CIFAR, section 9; use `--set lr=0.6`); the BYOL 32x32 crop (augment.py); task-1 checkpoint sharing
-(14.12, 14.13b); no seeding (14.20: runs are always seeded here).
+of 1.2 on CIFAR, section 9; use `--set lr=0.6`); the BYOL 32x32 crop on TinyImageNet (14.7; use
+`--set crop_size=32`); task-1 checkpoint sharing (14.12, 14.13b); no seeding (14.20: runs are always seeded
+here).
 
 `clean` sets every method-level quirk option above to its RunConfig default explicitly, so it also overrides
 the objectives' reference-flavoured defaults (Barlow's fixed lambda). The LR factor of later tasks stays the

@@ -120,7 +120,7 @@ def build_parts(cfg: RunConfig, data: ImageData, device: torch.device) -> Parts:
     encoder = Encoder(backbone, objective.build_projector())
     objective.attach(encoder)
     method: Method = method_cls(cfg, objective)
-    augment = TwoViewAugment(cfg.ssl, data.image_size, data.mean, data.std)
+    augment = TwoViewAugment(cfg.ssl, data.image_size, data.mean, data.std, crop_size=cfg.crop_size or None)
     parts = Parts(encoder.to(device), objective.to(device), method.to(device), augment.to(device))
     if method_cls.needs_buffer and cfg.memory > 0:
         from cromo_bench.buffer import make_buffer

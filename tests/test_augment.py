@@ -117,6 +117,28 @@ def test_crop_size_option_and_errors() -> None:
     assert [type(m) for m in other.view2.photometric] == [ColorJitter, K.RandomGrayscale]
 
 
+def test_crop_size_reaches_the_training_views(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`--set crop_size=32` on 16x16 digits: the trainer's views are 32x32 and the step runs; 0 means the image
+    size; a negative size is a one-line error."""
+    from cromo_bench.data import load_digits
+    from cromo_bench.experiment import build_config
+    from cromo_bench.tracking import MemoryTracker
+    from cromo_bench.train import Trainer, augment_views
+    from tests.helpers import TINY_SETS
+
+    data = load_digits(16).subset_per_class(24)
+    for size, expected in ((32, 32), (0, 16)):
+        sets = TINY_SETS + [f"crop_size={size}", f"run_dir={tmp_path}", "device=cpu"]
+        t = Trainer(build_config("finetune", "byol", "digits-5x2", sets=sets), MemoryTracker(), data, progress=False)
+        v1, v2 = augment_views(t.parts.augment, t.train_x[:8])
+        assert v1.shape == v2.shape == (8, 3, expected, expected)
+        t.begin_task(0, resumed=False)
+        terms = t.step(0, t.task_idx[0][:16], None)
+        assert all(torch.isfinite(v) for v in terms.values())
+    with pytest.raises(CromoError, match="crop_size must be >= 0"):
+        build_config("finetune", "byol", "digits-5x2", sets=["crop_size=-1"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda() -> None:
     aug = TwoViewAugment("barlow", 16, MEAN, STD).cuda()
