@@ -13,6 +13,7 @@ import copy
 import platform
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,8 +242,17 @@ class Position:
 
 
 def _stop_requested(flag: dict[str, str]) -> Any:
+    """The SIGTERM / SIGINT handler: the first signal asks the loop to checkpoint and stop after the current
+    step (an evaluation in progress finishes first); a second one stops at once, from the last checkpoint."""
+
     def handler(signum: int, frame: Any) -> None:
-        flag["signal"] = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if flag:
+            raise Interrupted(f"received {name} again: stopped at once; the last checkpoint stays, rerun the same "
+                              "command with --resume")
+        flag["signal"] = name
+        print(f"\ncromo-bench: received {name}; saving a checkpoint after this step (an evaluation in progress "
+              "finishes first). Send it again to stop at once.", file=sys.stderr, flush=True)
 
     return handler
 
@@ -282,6 +292,8 @@ class Trainer:
         self.evals: list[dict[str, Any]] = []
         self.directory = ckpt.run_directory(cfg)
         self.stop: dict[str, str] = {}
+        self.seconds_before = 0.0  # training time of earlier, resumed-from attempts (checkpointed)
+        self.clock = time.time()
         self.bar = tqdm(total=self.total_steps, disable=not progress, desc=run_name(cfg), unit="step", leave=False)
         self.optimizer: torch.optim.Optimizer | None = None
         self.meter = LossMeter()
@@ -308,6 +320,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "buffer": p.buffer.state_dict() if p.buffer is not None else None,
             "rng": ckpt.rng_state(self.generator),
+            "seconds": self.elapsed(),
         }
         ckpt.save_checkpoint(self.directory, payload)
 
@@ -327,6 +340,7 @@ class Trainer:
         self.meter.load(state["meter"], self.device)
         self._pending_optimizer = state["optimizer"]
         ckpt.set_rng_state(state["rng"], self.generator)
+        self.seconds_before = float(state.get("seconds", 0.0))
         self.bar.update(self.at.global_step)
 
     def _load_objective(self, state: tuple[dict[str, Any], dict[str, Any]]) -> None:
@@ -459,7 +473,12 @@ class Trainer:
         self.optimizer = None
         self.save()
 
+    def elapsed(self) -> float:
+        """Seconds of training and evaluation so far, over every attempt of this run."""
+        return self.seconds_before + time.time() - self.clock
+
     def train(self) -> None:
+        self.clock = time.time()
         resumed = self.at.epoch > 0 or self.at.pos > 0
         for task in range(self.at.task, len(self.tasks)):
             self.bar.set_description(f"{run_name(self.cfg)} task {task + 1}/{len(self.tasks)}")
@@ -559,10 +578,10 @@ def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageD
     ckpt.write_state(trainer.directory, run_id=tracker.run_id, status="running", config_key=ckpt.config_key(cfg))
     handler = _stop_requested(trainer.stop)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} if _main_thread() else {}
-    status, t0 = "FAILED", time.time()
+    status = "FAILED"
     try:
         trainer.train()
-        result = _finish(trainer, time.time() - t0)
+        result = _finish(trainer, trainer.elapsed())
         status = "FINISHED"
         ckpt.write_state(trainer.directory, status="finished")
         return RunResult(tracker.run_id, result["metrics"], trainer.matrix, result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -112,6 +114,27 @@ def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(ssl, tmp_path, mo
     assert resumed.metrics["LA"] == straight.metrics["LA"]
 
 
+def test_train_seconds_add_up_over_resumed_attempts(tmp_path, monkeypatch):
+    """The first attempt runs on a clock that moves 100 s per reading; the resumed run's `train_seconds`
+    includes that attempt's checkpointed time, not only its own few seconds."""
+    import itertools
+    import types
+
+    cfg = tiny_config("finetune", "barlow", run_dir=tmp_path, task_sizes="4,3,3")
+    ticks = itertools.count()
+    with monkeypatch.context() as m:
+        m.setattr("cromo_bench.train.time", types.SimpleNamespace(time=lambda: 100.0 * next(ticks)))
+        _crash_after_end_of_task(m, task=0)
+        with pytest.raises(_Crash):
+            run(cfg, MemoryTracker(run_id="a"), progress=False, data=DIGITS)
+    saved = torch.load(next(tmp_path.glob("*/checkpoint.pt")), weights_only=True)["seconds"]
+    assert saved >= 100
+    started = time.time()
+    resumed = run(cfg, MemoryTracker(), progress=False, data=DIGITS, resume=True)
+    own = time.time() - started
+    assert saved <= resumed.metrics["train_seconds"] <= saved + own
+
+
 def test_a_fresh_run_never_resumes_an_older_runs_checkpoint(tmp_path, monkeypatch):
     cfg = tiny_config("finetune", "barlow", run_dir=tmp_path)
     run(cfg, MemoryTracker(run_id="old"), progress=False, data=DIGITS)
@@ -133,3 +156,39 @@ def test_evaluation_settings_do_not_change_training(tmp_path):
     b = run(tiny_config("finetune", "barlow", run_dir=tmp_path / "b", probe_epochs=3), MemoryTracker(),
             progress=False, data=DIGITS)
     assert a.metrics["knn_acc"] == b.metrics["knn_acc"]  # kNN reads the encoder alone: same training
+
+
+def test_one_signal_lets_the_evaluation_finish_and_a_second_stops_at_once(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during the final probe: the first signal is noted (the probe goes on, a message says how to stop now);
+    the second stops the run at once, marked interrupted, and --resume finishes it in the same run."""
+    import os
+    import signal
+
+    import cromo_bench.evaluate as evaluate
+    from cromo_bench import checkpoint as ckpt
+    from cromo_bench.train import Interrupted, Trainer
+
+    cfg = tiny_config("finetune", "barlow", run_dir=tmp_path)
+    original, calls = evaluate.evaluate_after_task, []
+
+    def probe(*args, **kwargs):
+        calls.append("probe")
+        if len(calls) == 2:  # the final probe, after task 1's checkpoint
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here and returns: the probe continues
+            calls.append("continued after the first signal")
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+            calls.append("not reached")
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluate, "evaluate_after_task", probe)
+        with pytest.raises(Interrupted, match="again: stopped at once"):
+            run(cfg, MemoryTracker(run_id="x"), progress=False, data=DIGITS)
+    assert calls == ["probe", "probe", "continued after the first signal"]
+    assert "Send it again to stop at once" in capsys.readouterr().err
+    directory = Trainer(cfg, MemoryTracker(), DIGITS, progress=False).directory
+    assert ckpt.read_state(directory)["status"] == "interrupted"
+    resumed = run(cfg, MemoryTracker(), progress=False, data=DIGITS, resume=True)
+    assert resumed.run_id == "x" and 0 <= resumed.metrics["LA"] <= 1
