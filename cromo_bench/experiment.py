@@ -48,8 +48,8 @@ def run_tracked(cfg: RunConfig, tracking_uri: str | None = None, *, progress: bo
                 parent_run_id: str | None = None, resume: bool = False) -> Any:
     """Run `cfg` and log it to the MLflow store at `tracking_uri` (default ./mlflow.db); with `resume`,
     continue this configuration's unfinished run from its last checkpoint."""
+    from cromo_bench.runner import run
     from cromo_bench.tracking import MlflowTracker
-    from cromo_bench.train import run
 
     tracker = MlflowTracker(tracking_uri)
     return run(cfg, tracker, progress=progress, parent_run_id=parent_run_id, resume=resume)

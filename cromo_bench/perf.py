@@ -46,15 +46,8 @@ from cromo_bench.augment import DEFAULT_PIPELINE, PIPELINES, ViewSpec
 from cromo_bench.config import RunConfig
 from cromo_bench.data import CIFAR10_STATS, CIFAR100_STATS, IMAGENET_STATS, ImageData, make_tasks
 from cromo_bench.method import Step
-from cromo_bench.train import (
-    LossMeter,
-    Trainer,
-    augment_views,
-    batches,
-    build_parts,
-    epoch_steps,
-    trainable_parameters,
-)
+from cromo_bench.parts import augment_views, build_parts, trainable_parameters
+from cromo_bench.train import LossMeter, Trainer, batches, epoch_steps
 
 STATS = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS, "tinyimagenet": IMAGENET_STATS}
 TRAIN_PER_CLASS = {"cifar10": 5000, "cifar100": 500, "tinyimagenet": 500}  # training images per class

@@ -206,7 +206,8 @@ class CellResult:
 def run_cell(task: dict[str, Any]) -> CellResult:
     """Run one cell as a child of task['parent_run_id']; never raises for a failing run (it is recorded)."""
     from cromo_bench import checkpoint as ckpt
-    from cromo_bench.train import Interrupted, run
+    from cromo_bench.runner import run
+    from cromo_bench.train import Interrupted
 
     cell = Cell(**task["cell"])
     options = Options(**{**task["options"], "sets": tuple(task["options"]["sets"])})

@@ -4,34 +4,35 @@ At each task boundary: snapshot and freeze the old encoder, add the finished tas
 optimizer and cosine schedule (momentum reset), and reset per-task objective state. Evaluation runs after every
 task (accuracy matrix) and gives the final LA / TP / WP. Everything is reported through a `Tracker`.
 Checkpoints (task boundaries, every `checkpoint_every` epochs, and on SIGTERM / SIGINT mid-epoch) let
-`run(..., resume=True)` continue a run exactly where it stopped.
+`cromo_bench.runner.run(..., resume=True)` continue a run exactly where it stopped. The pieces a run trains
+are built in `cromo_bench.parts`.
 """
 
 from __future__ import annotations
 
-import copy
-import platform
-import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-import cromo_bench
 from cromo_bench import checkpoint as ckpt
 from cromo_bench.config import RunConfig
-from cromo_bench.data import ImageData, load_dataset, make_tasks, task_indices
+from cromo_bench.data import ImageData, make_tasks, task_indices
 from cromo_bench.errors import CromoError
-from cromo_bench.method import Method, Step
-from cromo_bench.models import Encoder, build_backbone
-from cromo_bench.objectives.base import Objective
-from cromo_bench.registry import lookup
-from cromo_bench.tracking import TAG_PREFIX, Tracker
+from cromo_bench.method import Step
+from cromo_bench.parts import (
+    augment_views,
+    build_parts,
+    freeze_copy,
+    make_replay,
+    resolve_device,
+    seed_everything,
+    set_memory_format,
+    trainable_parameters,
+)
+from cromo_bench.tracking import Tracker
 
 
 class NonFiniteLoss(CromoError):
@@ -42,131 +43,8 @@ class Interrupted(CromoError):
     """SIGTERM or SIGINT arrived; a checkpoint was saved."""
 
 
-@dataclass
-class RunResult:
-    run_id: str
-    metrics: dict[str, float]
-    accuracy_matrix: list[list[float | None]]
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Parts:
-    """The trainable and frozen pieces of one run."""
-
-    encoder: Encoder
-    objective: Objective
-    method: Method
-    augment: nn.Module
-    old_encoder: Encoder | None = None
-    buffer: Any = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CromoError("--device cuda was requested but no CUDA device is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise CromoError(f"unknown device '{name}'; choose auto, cpu or cuda")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch (CPU and CUDA; augmentations draw from it) and return the run's sampling generator."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed + 1)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def run_tags(cfg: RunConfig, device: torch.device, memory: int) -> dict[str, str]:
-    """The run schema the leaderboard reads (`cromo.*`), plus provenance."""
-    return {
-        f"{TAG_PREFIX}method": cfg.method,
-        f"{TAG_PREFIX}ssl": cfg.ssl,
-        f"{TAG_PREFIX}split": cfg.benchmark,
-        f"{TAG_PREFIX}memory": str(memory),
-        f"{TAG_PREFIX}seed": str(cfg.seed),
-        f"{TAG_PREFIX}benchmark_version": str(cfg.benchmark_version),
-        f"{TAG_PREFIX}class_order": "natural" if cfg.class_order_seed is None else f"seed{cfg.class_order_seed}",
-        f"{TAG_PREFIX}config_key": ckpt.config_key(cfg),
-        f"{TAG_PREFIX}overrides": dict(cfg.extra).get("overrides", ""),
-        f"{TAG_PREFIX}git_commit": git_commit(),
-        f"{TAG_PREFIX}version": cromo_bench.__version__,
-        f"{TAG_PREFIX}torch": torch.__version__,
-        f"{TAG_PREFIX}python": platform.python_version(),
-        f"{TAG_PREFIX}device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-    }
-
-
 def run_name(cfg: RunConfig) -> str:
     return f"{cfg.method}-{cfg.ssl}-{cfg.benchmark}-s{cfg.seed}"
-
-
-def build_parts(cfg: RunConfig, data: ImageData, device: torch.device) -> Parts:
-    from cromo_bench.augment import TwoViewAugment
-
-    objective_cls = lookup("objective", cfg.ssl)
-    method_cls = lookup("method", cfg.method)
-    backbone, feat_dim = build_backbone(cfg)
-    objective: Objective = objective_cls(cfg, feat_dim)
-    encoder = Encoder(backbone, objective.build_projector())
-    objective.attach(encoder)
-    method: Method = method_cls(cfg, objective)
-    augment = TwoViewAugment(cfg.ssl, data.image_size, data.mean, data.std, crop_size=cfg.crop_size or None)
-    parts = Parts(encoder.to(device), objective.to(device), method.to(device), augment.to(device))
-    if method_cls.needs_buffer and cfg.memory > 0:
-        from cromo_bench.buffer import make_buffer
-
-        parts.buffer = make_buffer(cfg, data, device)
-    return parts
-
-
-def trainable_parameters(parts: Parts) -> list[tuple[str, nn.Parameter]]:
-    seen: set[int] = set()
-    out = []
-    for prefix, module in (("encoder", parts.encoder), ("objective", parts.objective), ("method", parts.method)):
-        for name, p in module.named_parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                out.append((f"{prefix}.{name}", p))
-    return out
-
-
-class FrozenEncoder(Encoder):
-    """The frozen old model. Its forward runs under inference mode (no autograd bookkeeping; BatchNorm in train
-    mode still updates its running statistics, as in the reference) and returns a normal tensor (a clone), so
-    losses may save it for backward. Same parameters and state_dict keys as `Encoder`."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        with torch.inference_mode():
-            z = super().forward(x)  # (N, D)
-        return z.clone()
-
-
-def set_memory_format(parts: Parts, memory_format: torch.memory_format) -> None:
-    """Lay out every 4-d parameter and buffer of the networks (encoder, old encoder, objective with BYOL's EMA
-    target, method) in `memory_format` (channels_last on CUDA)."""
-    for module in (parts.encoder, parts.old_encoder, parts.objective, parts.method):
-        if module is not None:
-            module.to(memory_format=memory_format)  # type: ignore[call-overload]
-
-
-def freeze_copy(encoder: Encoder, bn_mode: str) -> Encoder:
-    """A frozen snapshot of the encoder; BatchNorm in train mode (the reference) or eval mode."""
-    old = FrozenEncoder(copy.deepcopy(encoder.backbone), copy.deepcopy(encoder.projector))
-    for p in old.parameters():
-        p.requires_grad_(False)
-    old.train(bn_mode == "train")
-    return old
 
 
 def _virtual_tasks(cfg: RunConfig) -> list[list[int]] | None:
@@ -239,22 +117,6 @@ class Position:
     pos: int = 0  # next batch within the epoch
     global_step: int = 0
     epoch_offset: int = 0  # epochs finished in earlier tasks (the step of per-epoch metrics)
-
-
-def _stop_requested(flag: dict[str, str]) -> Any:
-    """The SIGTERM / SIGINT handler: the first signal asks the loop to checkpoint and stop after the current
-    step (an evaluation in progress finishes first); a second one stops at once, from the last checkpoint."""
-
-    def handler(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if flag:
-            raise Interrupted(f"received {name} again: stopped at once; the last checkpoint stays, rerun the same "
-                              "command with --resume")
-        flag["signal"] = name
-        print(f"\ncromo-bench: received {name}; saving a checkpoint after this step (an evaluation in progress "
-              "finishes first). Send it again to stop at once.", file=sys.stderr, flush=True)
-
-    return handler
 
 
 class Trainer:
@@ -490,121 +352,3 @@ class Trainer:
         self.bar.close()
 
 
-def augment_views(augment: nn.Module, x_uint8: Tensor,
-                  memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, Tensor]:
-    """Two float32 views of uint8 images, batched on their device; augmentation never runs under autocast
-    (the method may call replay inside the step's autocast region). `memory_format`: the encoder's layout."""
-    with torch.autocast(x_uint8.device.type, enabled=False):
-        v1, v2 = augment(x_uint8)  # (B, C, S, S) each
-    if memory_format != torch.contiguous_format:
-        v1, v2 = v1.contiguous(memory_format=memory_format), v2.contiguous(memory_format=memory_format)
-    return v1, v2
-
-
-def make_replay(parts: Parts, generator: torch.Generator,
-                memory_format: torch.memory_format = torch.contiguous_format) -> Any:
-    buffer, augment = parts.buffer, parts.augment
-
-    def replay(n: int) -> tuple[Tensor, Tensor]:
-        images = buffer.sample(n, generator)  # (n, C, H, W) uint8 on the device
-        return augment_views(augment, images, memory_format)
-
-    return replay
-
-
-def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
-    """Log the final metrics, the accuracy matrix, plots and result.json; return the result dict."""
-    from cromo_bench.evaluate import continual_summary
-
-    cfg, tracker, tasks, matrix = trainer.cfg, trainer.tracker, trainer.tasks, trainer.matrix
-    final = trainer.evals[-1]
-    metrics = {k: v for k, v in {**final["metrics"], **final["knn"]}.items() if v is not None and v == v}
-    if len(matrix) == len(tasks):
-        metrics.update(continual_summary(matrix))
-    metrics["train_seconds"] = seconds
-    tracker.log_metrics(metrics, step=len(tasks) - 1)
-    # offline bounds and the task-confusion study train one task and evaluate over virtual tasks
-    tracker.log_json("accuracy_matrix.json", {"tasks": tasks, "eval_tasks": trainer.eval_tasks, "R": matrix})
-    result = {"run_id": tracker.run_id, "config": cfg.to_dict(), "tasks": tasks, "metrics": metrics,
-              "accuracy_matrix": matrix, "final": final, "per_task_evaluations": trainer.evals}
-    tracker.log_json("result.json", result)
-    _log_plots(tracker, matrix)
-    return result
-
-
-def _log_plots(tracker: Tracker, matrix: list[list[float | None]]) -> None:
-    try:
-        from cromo_bench import plots
-    except ImportError:
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (("accuracy_matrix.png", plots.plot_accuracy_matrix), ("task_curves.png",
-                                                                                plots.plot_task_curves)):
-            path = Path(tmp) / name
-            fn(matrix, path)
-            tracker.log_file(path, "plots")
-
-
-def run(cfg: RunConfig, tracker: Tracker, *, progress: bool = True, data: ImageData | None = None,
-        parent_run_id: str | None = None, resume: bool = False) -> RunResult:
-    """Train `cfg.method` with `cfg.ssl` over the tasks of `cfg.benchmark`, evaluate, and log everything.
-
-    With `resume`, continue the latest unfinished run of this configuration from its last checkpoint, in the
-    same tracker run."""
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size)
-    data = data.subset_per_class(cfg.subset_per_class)
-    trainer = Trainer(cfg, tracker, data, progress)
-    state = ckpt.read_state(trainer.directory) if resume else None
-    if state is not None and state.get("status") == "finished":
-        raise CromoError(f"this configuration already finished as run {state.get('run_id')}; "
-                         "drop --resume to start a new run")
-    saved = ckpt.load_checkpoint(trainer.directory) if state is not None else None
-    if saved is not None and state is not None:
-        if saved.get("run_id") != state.get("run_id"):
-            raise CromoError(f"the checkpoint in {trainer.directory} belongs to run {saved.get('run_id')}, not to "
-                             f"the unfinished run {state.get('run_id')}; drop --resume to start afresh")
-        trainer.restore(saved)
-        tracker.start(cfg.benchmark, run_name(cfg), {}, {}, run_id=state["run_id"])
-    else:
-        ckpt.discard_checkpoint(trainer.directory)
-        memory = cfg.memory if trainer.parts.buffer is not None else 0
-        tracker.start(cfg.benchmark, run_name(cfg), run_tags(cfg, trainer.device, memory), cfg.flat_params(),
-                      parent_run_id=parent_run_id)
-    ckpt.write_state(trainer.directory, run_id=tracker.run_id, status="running", config_key=ckpt.config_key(cfg))
-    handler = _stop_requested(trainer.stop)
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} if _main_thread() else {}
-    status = "FAILED"
-    try:
-        trainer.train()
-        result = _finish(trainer, trainer.elapsed())
-        status = "FINISHED"
-        ckpt.write_state(trainer.directory, status="finished")
-        return RunResult(tracker.run_id, result["metrics"], trainer.matrix, result)
-    except Interrupted:
-        status = "KILLED"
-        ckpt.write_state(trainer.directory, status="interrupted")
-        raise
-    except NonFiniteLoss as exc:
-        ckpt.write_state(trainer.directory, status="failed", reason=str(exc))
-        tracker.set_tags({f"{TAG_PREFIX}failure": str(exc)})
-        raise
-    except Exception as exc:
-        ckpt.write_state(trainer.directory, status="failed", reason=f"{type(exc).__name__}: {exc}")
-        tracker.set_tags({f"{TAG_PREFIX}failure": f"{type(exc).__name__}: {exc}"[:5000]})
-        raise
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        trainer.bar.close()
-        tracker.end(status)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

@@ -70,8 +70,8 @@ def main() -> int:
 
     from cromo_bench.data import load_image_folder
     from cromo_bench.experiment import build_config
+    from cromo_bench.runner import run
     from cromo_bench.tracking import MemoryTracker
-    from cromo_bench.train import run
 
     torch.set_num_threads(args.threads)
     t0 = time.time()

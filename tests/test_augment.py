@@ -122,8 +122,9 @@ def test_crop_size_reaches_the_training_views(tmp_path) -> None:  # type: ignore
     size; a negative size is a one-line error."""
     from cromo_bench.data import load_digits
     from cromo_bench.experiment import build_config
+    from cromo_bench.parts import augment_views
     from cromo_bench.tracking import MemoryTracker
-    from cromo_bench.train import Trainer, augment_views
+    from cromo_bench.train import Trainer
     from tests.helpers import TINY_SETS
 
     data = load_digits(16).subset_per_class(24)

@@ -148,8 +148,8 @@ def test_supervised_loss_uses_labels() -> None:
 @pytest.mark.parametrize("ssl", ["barlow", "supervised"])
 def test_confusion_digits_reports_tp_for_cil_and_dil(ssl: str, tmp_cwd: object) -> None:
     from cromo_bench.experiment import build_config
+    from cromo_bench.runner import run
     from cromo_bench.tracking import MemoryTracker
-    from cromo_bench.train import run
 
     tiny = ["probe_epochs=3", "knn_k=10", "subset_per_class=30"]
     results = {}

@@ -17,8 +17,8 @@ from cromo_bench.config import RunConfig
 from cromo_bench.data import ImageData, load_digits, make_tasks, task_indices
 from cromo_bench.errors import CromoError
 from cromo_bench.method import Step
+from cromo_bench.parts import Parts, build_parts, freeze_copy, make_replay, trainable_parameters
 from cromo_bench.registry import lookup, names
-from cromo_bench.train import Parts, build_parts, freeze_copy, make_replay, trainable_parameters
 
 #: Expected term names (task 0, later tasks). A method missing here must still give "ssl" and no
 #: continual term on task 0.

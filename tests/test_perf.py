@@ -22,10 +22,11 @@ from cromo_bench.data import ImageData, load_digits
 from cromo_bench.experiment import build_config
 from cromo_bench.method import Step
 from cromo_bench.models import Encoder
+from cromo_bench.parts import FrozenEncoder, freeze_copy, make_replay, set_memory_format
 from cromo_bench.perf import Bench, benchmark_steps, synthetic_data
 from cromo_bench.registry import lookup, names
 from cromo_bench.tracking import MemoryTracker
-from cromo_bench.train import FrozenEncoder, Trainer, freeze_copy, make_replay, set_memory_format
+from cromo_bench.train import Trainer
 from tests.helpers import TINY_SETS
 
 runner = CliRunner()

@@ -11,8 +11,9 @@ from cromo_bench.config import parse_overrides
 from cromo_bench.data import load_digits
 from cromo_bench.experiment import build_config
 from cromo_bench.registry import names
+from cromo_bench.runner import run
 from cromo_bench.tracking import MemoryTracker
-from cromo_bench.train import NonFiniteLoss, run
+from cromo_bench.train import NonFiniteLoss
 from tests.helpers import TINY_SETS
 
 DIGITS = load_digits(16)
