@@ -1,4 +1,4 @@
-"""Evaluation protocol: linear probe, LA / TP / WP, kNN monitor, accuracy matrix (REFERENCE.md section 11).
+"""Evaluation protocol: linear probe, kNN monitor, evaluation after every task (REFERENCE.md section 11).
 
 - Linear probe (11.1) on the frozen backbone, in eval mode, over the classes seen so far. Two modes:
   `paper`: features recomputed every epoch from random-resized-crop (scale 0.08-1, ratio 3/4-4/3) +
@@ -10,11 +10,11 @@
   cosine schedule, to cfg.probe_lr / 100.
   The head is a zero-initialised Linear over the seen classes only (deterministic; the problem is convex);
   its logits are scattered into columns = class ids, unseen columns = -inf.
-- TP / WP (11.2): WP is accuracy conditional on a correct task prediction, so LA = TP x WP exactly;
-  `WP_oracle` is the argmax restricted to the true task's classes.
-- kNN monitor (11.3): weighted kNN, K = cfg.knn_k, weights exp(cos / cfg.knn_sigma), global and per task.
-- Accuracy matrix R[i][j] (accuracy on task j after task i) -> average accuracy, forgetting (max - final,
-  PEERS.md section 5) and backward transfer.
+- kNN monitor (11.3): weighted kNN, K = cfg.knn_k, weights exp(cos / cfg.knn_sigma), global and per task
+  (knn.py, on the features of features.py).
+- After every task, a TaskEval holds LA / TP / WP, the row R[i][0..i] of the accuracy matrix (accuracy on
+  task j after task i) and the kNN accuracies. The metrics themselves (LA / TP / WP, average accuracy,
+  forgetting, backward transfer) are in metrics.py.
 All accuracies are fractions in [0, 1].
 """
 
@@ -31,133 +31,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cromo_bench.config import RunConfig
-from cromo_bench.data import ImageData, normalize, task_indices
+from cromo_bench.data import ImageData, task_indices
 from cromo_bench.errors import CromoError
+from cromo_bench.features import FEATURE_BATCH, SeenFeatures, extract_features, seen_features
+from cromo_bench.knn import knn_from_features
+from cromo_bench.metrics import per_class_accuracy, per_task_accuracy, task_metrics
 
 PAPER_MIN_LR = 0.002  # REFERENCE.md 11.1: cosine annealing to 0.002
-FEATURE_BATCH = 512  # batch size of feature extraction (inference only)
 # test preprocessing of the reference's loaders: (resize numerator, crop denominator, interpolation)
 _TEST_RESIZE = {"cifar100": (36, 32, "bicubic"), "tinyimagenet": (73, 64, "bilinear")}
 _BICUBIC_TRAIN = ("cifar100", "tinyimagenet")  # RandomResizedCrop interpolation (bilinear otherwise)
 
 
-# --- LA / TP / WP and accuracies (REFERENCE.md 11.2) --------------------------------------------------
-
-
-def _owner(tasks: list[list[int]], num_columns: int) -> Tensor:
-    """Task index of every logit column; -1 for a class in no task."""
-    owner = torch.full((num_columns,), -1, dtype=torch.long)
-    for j, task in enumerate(tasks):
-        if (owner[task] >= 0).any():
-            raise ValueError("tasks must be disjoint")
-        owner[task] = j
-    return owner
-
-
-def predict(logits: Tensor, classes: Sequence[int]) -> Tensor:
-    """Class ids of the argmax over the columns `classes` only. logits (N, C) -> (N,)."""
-    cols = torch.tensor(list(classes), dtype=torch.long, device=logits.device)
-    return cols[logits[:, cols].argmax(dim=1)]
-
-
-def task_metrics(logits: Tensor, targets: Tensor, tasks: list[list[int]]) -> dict[str, float]:
-    """LA, TP, WP (conditional, LA = TP x WP; 0 when TP = 0) and WP_oracle (task-restricted argmax).
-
-    Column c of `logits` (N, C) is class c. The argmax runs over the classes named in `tasks` only, so passing
-    the seen tasks restricts it to the seen classes (masking unseen columns to -inf gives the same result).
-    Every target must belong to one of `tasks`.
-    """
-    logits, targets = logits.detach().float().cpu(), targets.cpu()
-    owner = _owner(tasks, logits.shape[1])  # (C,)
-    true_task = owner[targets]  # (N,)
-    if len(targets) == 0 or (true_task < 0).any():
-        raise ValueError("targets must be non-empty and belong to the given tasks")
-    pred = predict(logits, [c for task in tasks for c in task])  # (N,)
-    task_ok = owner[pred] == true_task  # (N,)
-    correct = pred == targets  # (N,), implies task_ok
-    in_task = owner[None, :] == true_task[:, None]  # (N, C)
-    oracle = logits.masked_fill(~in_task, -math.inf).argmax(dim=1)  # (N,)
-    n, n_task_ok, n_correct = len(targets), int(task_ok.sum()), int(correct.sum())
-    return {
-        "LA": n_correct / n,
-        "TP": n_task_ok / n,
-        "WP": n_correct / n_task_ok if n_task_ok else 0.0,
-        "WP_oracle": float((oracle == targets).float().mean()),
-    }
-
-
-def per_task_accuracy(logits: Tensor, targets: Tensor, tasks: list[list[int]]) -> list[float]:
-    """Task-agnostic accuracy (argmax over all classes of `tasks`) on each task's samples; nan if none."""
-    logits, targets = logits.detach().cpu(), targets.cpu()
-    correct = predict(logits, [c for task in tasks for c in task]) == targets  # (N,)
-    out = []
-    for task in tasks:
-        mask = torch.isin(targets, torch.tensor(task, dtype=targets.dtype))
-        out.append(float(correct[mask].float().mean()) if mask.any() else math.nan)
-    return out
-
-
-def per_class_accuracy(logits: Tensor, targets: Tensor, classes: Sequence[int]) -> dict[int, float]:
-    """Accuracy (argmax over `classes`) on each class's samples; nan if none."""
-    logits, targets = logits.detach().cpu(), targets.cpu()
-    correct = predict(logits, classes) == targets  # (N,)
-    return {int(c): float(correct[targets == c].float().mean()) if (targets == c).any() else math.nan
-            for c in classes}
-
-
-# --- accuracy matrix (PEERS.md section 5) ---------------------------------------------------------------
-
-
-def continual_summary(R: Sequence[Sequence[float | None]]) -> dict[str, float]:
-    """avg_acc, forgetting and bwt of an accuracy matrix, R[i][j] = accuracy on task j after task i (j <= i).
-
-    With T = len(R): avg_acc = mean_j R[T-1][j];
-    forgetting = mean_{j<T-1} (max_{j<=i<T-1} R[i][j] - R[T-1][j]);
-    bwt = mean_{j<T-1} (R[T-1][j] - R[j][j]). Forgetting and bwt are 0.0 with one task.
-    """
-    T = len(R)
-    if T == 0:
-        raise ValueError("empty accuracy matrix")
-
-    def at(i: int, j: int) -> float:
-        value = R[i][j] if j < len(R[i]) else None
-        if value is None:
-            raise ValueError(f"R[{i}][{j}] is undefined; every row i needs entries 0..i")
-        return float(value)
-
-    last = [at(T - 1, j) for j in range(len(R[T - 1])) if R[T - 1][j] is not None]
-    forget = [max(at(i, j) for i in range(j, T - 1)) - at(T - 1, j) for j in range(T - 1)]
-    bwt = [at(T - 1, j) - at(j, j) for j in range(T - 1)]
-    return {
-        "avg_acc": sum(last) / len(last),
-        "forgetting": sum(forget) / len(forget) if forget else 0.0,
-        "bwt": sum(bwt) / len(bwt) if bwt else 0.0,
-    }
-
-
 # --- features and the linear probe (REFERENCE.md 11.1) --------------------------------------------------
-
-
-def extract_features(backbone: nn.Module, images_uint8: Tensor, mean: Sequence[float], std: Sequence[float],
-                     batch_size: int, device: torch.device) -> Tensor:
-    """Backbone features (N, F) on `device` of normalised uint8 images (N, C, H, W), in eval mode.
-
-    Every submodule's train/eval flag is restored afterwards.
-    """
-    modes = [(m, m.training) for m in backbone.modules()]
-    backbone.eval()
-    chunks = []
-    try:
-        with torch.inference_mode():
-            for x in images_uint8.split(batch_size):
-                x = normalize(x.to(device, non_blocking=True), tuple(mean), tuple(std))  # (B, C, H, W)
-                chunks.append(backbone(x).flatten(1).float())  # (B, F)
-    finally:
-        for m, training in modes:
-            m.training = training
-    if not chunks:
-        raise ValueError("no images to extract features from")
-    return torch.cat(chunks)  # (N, F); cat outside inference mode gives a normal tensor
 
 
 def random_resized_crop_flip(x: Tensor, scale: tuple[float, float] = (0.08, 1.0),
@@ -313,78 +199,10 @@ def linear_probe(backbone: nn.Module, data: ImageData, classes: list[int], cfg: 
     return ProbeResult(logits, data.test_y[te], list(classes), mode, time.perf_counter() - start)
 
 
-@dataclass(frozen=True)
-class SeenFeatures:
-    """Clean (normalise-only) features of the seen classes: train (N, F), labels (N,), test (M, F), (M,)."""
-
-    train: Tensor
-    train_y: Tensor
-    test: Tensor
-    test_y: Tensor
-
-
-def seen_features(backbone: nn.Module, data: ImageData, classes: list[int],
-                  device: torch.device) -> SeenFeatures:
-    """Clean features of the train and test samples of `classes`, on `device`."""
-    tr, te = task_indices(data.train_y, classes), task_indices(data.test_y, classes)
-    train = extract_features(backbone, data.train_x[tr], data.mean, data.std, FEATURE_BATCH, device)
-    test = extract_features(backbone, data.test_x[te], data.mean, data.std, FEATURE_BATCH, device)
-    return SeenFeatures(train, data.train_y[tr].to(device), test, data.test_y[te].to(device))
-
-
 def _fast_probe(feats: SeenFeatures, classes: list[int], num_classes: int, cfg: RunConfig,
                 generator: torch.Generator | None) -> Tensor:
     return probe_features(feats.train, feats.train_y, feats.test, classes, num_classes, cfg.probe_epochs,
                           cfg.probe_lr, cfg.probe_lr / 100, cfg.probe_batch_size, generator)
-
-
-# --- kNN monitor (REFERENCE.md 11.3) -------------------------------------------------------------------
-
-
-def knn_predict(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, num_classes: int,
-                k: int = 200, sigma: float = 0.5, chunk: int = 1024) -> Tensor:
-    """Weighted kNN class scores (M, C): sum over the k most cosine-similar bank samples of exp(sim / sigma).
-
-    Both bank (N, F) and queries (M, F) are L2-normalised; the reference leaves the queries unnormalised,
-    which keeps the ranking but changes the weights. The test set is processed in chunks of `chunk` rows.
-    """
-    bank = F.normalize(train_feats.float(), dim=1)  # (N, F)
-    labels = train_labels.to(bank.device)  # (N,)
-    k = min(k, len(bank))
-    out = []
-    for q in test_feats.float().split(chunk):
-        sim = F.normalize(q.to(bank.device), dim=1) @ bank.T  # (b, N)
-        top_sim, top_idx = sim.topk(k, dim=1)  # (b, k)
-        scores = torch.zeros(len(q), num_classes, device=bank.device)  # (b, C)
-        out.append(scores.scatter_add_(1, labels[top_idx], (top_sim / sigma).exp()))
-    return torch.cat(out)  # (M, C)
-
-
-def _knn_accuracy(train: Tensor, train_y: Tensor, test: Tensor, test_y: Tensor, num_classes: int,
-                  cfg: RunConfig) -> float:
-    scores = knn_predict(train, train_y, test, num_classes, cfg.knn_k, cfg.knn_sigma)  # (M, C)
-    return float((scores.argmax(dim=1) == test_y.to(scores.device)).float().mean())
-
-
-def knn_from_features(feats: SeenFeatures, tasks_seen: list[list[int]], num_classes: int,
-                      cfg: RunConfig) -> dict[str, float]:
-    """`knn_acc`: seen test samples against the bank of all seen tasks; `knn_acc_task{j}`: task j's test
-    samples against task j's own bank."""
-    out = {"knn_acc": _knn_accuracy(feats.train, feats.train_y, feats.test, feats.test_y, num_classes, cfg)}
-    for j, task in enumerate(tasks_seen):
-        cls = torch.tensor(task, device=feats.train_y.device)
-        tr, te = torch.isin(feats.train_y, cls), torch.isin(feats.test_y, cls)
-        out[f"knn_acc_task{j}"] = _knn_accuracy(feats.train[tr], feats.train_y[tr], feats.test[te],
-                                                feats.test_y[te], num_classes, cfg)
-    return out
-
-
-def knn_monitor(backbone: nn.Module, data: ImageData, tasks_seen: list[list[int]], cfg: RunConfig,
-                device: torch.device) -> dict[str, float]:
-    """The kNN monitor on clean backbone features; see `knn_from_features`."""
-    classes = [c for task in tasks_seen for c in task]
-    feats = seen_features(backbone, data, classes, device)
-    return knn_from_features(feats, tasks_seen, data.num_classes, cfg)
 
 
 # --- after every task ---------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _stop_requested(flag: dict[str, str]) -> Any:
 
 def _finish(trainer: Trainer, seconds: float) -> dict[str, Any]:
     """Log the final metrics, the accuracy matrix, plots and result.json; return the result dict."""
-    from cromo_bench.evaluate import continual_summary
+    from cromo_bench.metrics import continual_summary
 
     cfg, tracker, tasks, matrix = trainer.cfg, trainer.tracker, trainer.tasks, trainer.matrix
     final = trainer.evals[-1]

@@ -17,7 +17,8 @@ from torch import nn
 
 from cromo_bench.config import RunConfig
 from cromo_bench.data import ImageData, load_digits, normalize
-from cromo_bench.evaluate import linear_probe, random_resized_crop_flip, task_metrics
+from cromo_bench.evaluate import linear_probe, random_resized_crop_flip
+from cromo_bench.metrics import task_metrics
 from cromo_bench.models import build_backbone
 
 
