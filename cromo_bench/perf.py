@@ -20,6 +20,7 @@ benchmarks time task 1). Each pipeline runs `steps` steps per repeat after a war
   (`foreach=False`: the reference's LARS loop, the same update); per-step `.item()` logging. Same model,
   objective, method and optimizer classes, in its own copy with the same initial weights. The CroMo-Mixup
   reference also draws the buffer indices with numpy, as here.
+  Its transforms, dataset and replay loop are in `cromo_bench.reference_style`.
 
 overhead = step / floor and speed-up = reference / step, each the median of the per-repeat ratios.
 Augmentation alone: the two views of the current batch plus `replay_bs` buffer images, batched vs the
@@ -33,8 +34,7 @@ import copy
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +42,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cromo_bench.augment import DEFAULT_PIPELINE, PIPELINES, ViewSpec
+from cromo_bench.augment import DEFAULT_PIPELINE, PIPELINES
 from cromo_bench.config import RunConfig
 from cromo_bench.data import CIFAR10_STATS, CIFAR100_STATS, IMAGENET_STATS, ImageData, make_tasks
 from cromo_bench.method import Step
 from cromo_bench.parts import augment_views, build_parts, trainable_parameters
+from cromo_bench.reference_style import ReferenceDataset, one_at_a_time, per_sample, reference_view, single_thread
 from cromo_bench.train import LossMeter, Trainer, batches, epoch_steps
 
 STATS = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS, "tinyimagenet": IMAGENET_STATS}
 TRAIN_PER_CLASS = {"cifar10": 5000, "cifar100": 500, "tinyimagenet": 500}  # training images per class
 
-View = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -140,83 +140,6 @@ def benchmark_steps(cfg: RunConfig) -> tuple[int | None, str]:
     total = sum(s * cfg.epochs_for(t) for t, s in enumerate(per_epoch))
     return total, (f"{cfg.num_tasks} tasks, {cfg.epochs_first} + {cfg.num_tasks - 1} x {cfg.epochs_later} "
                    f"epochs, {total} steps")
-
-
-# --- reference-style transforms --------------------------------------------------------------------------------
-
-
-def reference_view(spec: ViewSpec, size: int, mean: Sequence[float], std: Sequence[float], pil: bool) -> View:
-    """The reference's per-image torchvision pipeline for one view (REFERENCE.md section 2.4), on a float
-    (C, H, W) image in [0, 1]; with `pil` (BYOL) a tensor -> PIL -> tensor round trip for solarisation."""
-    from torchvision import transforms as T
-
-    ops: list[Any] = [T.RandomResizedCrop(size, scale=spec.scale, antialias=True), T.RandomHorizontalFlip(),
-                      T.RandomApply([T.ColorJitter(*spec.jitter)], p=0.8), T.RandomGrayscale(p=0.2)]
-    if spec.blur_p > 0:
-        ops.append(T.RandomApply([T.GaussianBlur(3, sigma=spec.blur_sigma)], p=spec.blur_p))
-    if pil:
-        ops += [T.ToPILImage(), T.RandomSolarize(128, p=spec.solarize_p), T.ToTensor()]
-    elif spec.solarize_p > 0:
-        ops.append(T.RandomSolarize(spec.solarize_threshold, p=spec.solarize_p))
-    ops.append(T.Normalize(mean, std))
-    compose = T.Compose(ops)
-    if not pil:
-        return compose  # type: ignore[no-any-return]
-
-    def via_pil(img: Tensor) -> Tensor:  # (C, H, W), or (1, C, H, W) as the replay loop passes it
-        out = compose(img.cpu()[0] if img.ndim == 4 else img.cpu())
-        return (out.unsqueeze(0) if img.ndim == 4 else out).to(img.device)
-
-    return via_pil
-
-
-class ReferenceDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Float images in [0, 1] (the reference stores these); each item is (x, T(x), T'(x), y), the raw image
-    included, as the reference's dataset for its CroMo trainers returns it."""
-
-    def __init__(self, images: Tensor, labels: Tensor, views: tuple[View, View]) -> None:
-        self.images, self.labels, self.views = images, labels, views
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        x = self.images[i]  # (C, H, W)
-        return x, self.views[0](x), self.views[1](x), self.labels[i]
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Per-image transforms run on one intra-op thread, as in DataLoader workers: the fastest setting for
-    tiny images, and immune to the stalls of a parallel region on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def per_sample(images: Tensor, views: tuple[View, View]) -> tuple[Tensor, Tensor]:
-    """What DataLoader workers do for a batch: each (C, H, W) image through T and T', then stacked."""
-    b1, b2 = [], []
-    with single_thread():
-        for img in images:
-            b1.append(views[0](img))
-            b2.append(views[1](img))
-    return torch.stack(b1), torch.stack(b2)
-
-
-def one_at_a_time(images: Tensor, views: tuple[View, View]) -> tuple[Tensor, Tensor]:
-    """The reference's replay augmentation (REFERENCE.md section 4): in a Python loop, each (1, C, H, W) image
-    through T and T', appended to the views so far with torch.cat."""
-    b1, b2 = images[:0], images[:0]
-    with single_thread():
-        for i in range(len(images)):
-            img = images[i : i + 1]  # (1, C, H, W)
-            b1 = torch.cat((b1, views[0](img)))
-            b2 = torch.cat((b2, views[1](img)))
-    return b1, b2
 
 
 # --- the three pipelines ---------------------------------------------------------------------------------------
