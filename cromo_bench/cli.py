@@ -160,13 +160,14 @@ def sweep(
 ) -> None:
     """Run a grid of cells (skipping FINISHED ones) as child runs of one parent run per split."""
     from cromo_bench import sweep as sw
+    from cromo_bench.launchers import Slurm
 
     with user_errors():
         cells = sw.cells_for(suite, methods=method or (), objectives=ssl or (), splits=split or (), seeds=seed
                              or (), memories=memory or (), class_order_seeds=class_order_seed or ())
         summary = sw.run_sweep(cells, sw.Options(tuple(set_ or ()), epochs, device, data_dir),
                                tracking_uri=tracking_uri, launcher=launcher, jobs=jobs,
-                               slurm=sw.Slurm(partition, gpus, time, mem, cpus), name=suite or "custom")
+                               slurm=Slurm(partition, gpus, time, mem, cpus), name=suite or "custom")
         typer.echo(summary.report())
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -177,7 +178,7 @@ def show(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default ./mlflow.db)")] = None,
 ) -> None:
     """Everything about one run: tags, config, final results and the accuracy matrix."""
-    from cromo_bench.sweep import show_run
+    from cromo_bench.show import show_run
 
     with user_errors():
         typer.echo(show_run(run_id, tracking_uri))

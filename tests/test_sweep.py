@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cromo_bench import cell, launchers
 from cromo_bench import sweep as sw
 from cromo_bench.cli import app
 from cromo_bench.config import RunConfig
@@ -120,16 +121,16 @@ def test_plan_resolves_every_cell_and_collapses_budgets(tmp_path: Path) -> None:
 
 
 def test_slurm_option_parsing() -> None:
-    assert [sw._minutes(t) for t in ("90", "02:30:00", "1-00:00:00", "00:10:30")] == [90, 150, 1440, 11]
-    assert [sw._gigabytes(m) for m in ("32G", "16000M", "1T", "8")] == [32, 15, 1024, 8]
+    assert [launchers._minutes(t) for t in ("90", "02:30:00", "1-00:00:00", "00:10:30")] == [90, 150, 1440, 11]
+    assert [launchers._gigabytes(m) for m in ("32G", "16000M", "1T", "8")] == [32, 15, 1024, 8]
     with pytest.raises(CromoError):
-        sw._minutes("soon")
+        launchers._minutes("soon")
 
 
 def test_cell_job_requeues_itself_with_resume() -> None:
-    job = sw.CellJob()
+    job = launchers.CellJob()
     delayed = job.checkpoint({"cell": {}, "resume": False})
-    assert isinstance(delayed.function, sw.CellJob) and delayed.args[0]["resume"] is True
+    assert isinstance(delayed.function, launchers.CellJob) and delayed.args[0]["resume"] is True
 
 
 def test_dead_worker_fails_its_running_run(tmp_cwd: Path) -> None:
@@ -145,7 +146,7 @@ def test_dead_worker_fails_its_running_run(tmp_cwd: Path) -> None:
     log = tmp_cwd / "cell0.log"
     log.write_text("Traceback ...\nKilled\n")
     task = {"cell": dataclasses.asdict(cell), "tracking_uri": uri, "sweep_id": "abc", "parent_run_id": parent_id}
-    result = sw._collect(-9, task, tmp_cwd / "missing.json", log)
+    result = launchers._collect(-9, task, tmp_cwd / "missing.json", log)
     assert result.status == "failed" and "status -9" in result.reason and "Killed" in result.reason
     run = client(uri).get_run(child.run_id)
     assert run.info.status == "FAILED" and "Killed" in run.data.tags["cromo.failure"]
@@ -212,7 +213,7 @@ def test_submitit_local_executor_sweep(tmp_cwd: Path) -> None:
     other = second_method()
     cells = sw.cells_for(methods=["finetune", other], seeds=[0, 1])
     summary = sw.run_sweep(cells, TINY_OPTIONS, tracking_uri=uri, launcher="submitit-local", jobs=2,
-                           slurm=sw.Slurm(time="00:20:00", mem="4G", cpus=1), progress=False)
+                           slurm=launchers.Slurm(time="00:20:00", mem="4G", cpus=1), progress=False)
     assert summary.count("done") == 4 and not summary.failed, summary.report()
     check_grid(uri, {"finetune", other})
     assert list((tmp_cwd / "runs" / "sweeps" / summary.sweep_id / "submitit").glob("*_result.pkl"))
@@ -269,9 +270,9 @@ def test_sweep_against_a_real_mlflow_server_loses_no_run(tmp_cwd: Path, mlflow_s
 
 
 def test_an_interrupted_cell_that_is_not_resumed_counts_as_failed() -> None:
-    bar = sw._Progress(2, 0, enabled=False)
-    out = bar.add(sw.CellResult("k", "interrupted", "r1", "Interrupted: received SIGTERM"))
+    bar = launchers.Progress(2, 0, enabled=False)
+    out = bar.add(cell.CellResult("k", "interrupted", "r1", "Interrupted: received SIGTERM"))
     assert out.status == "failed" and bar.counts == {"done": 0, "skipped": 0, "failed": 1}
-    summary = sw.Summary("s", {}, [out, sw.CellResult("j", "done", "r2")])
+    summary = sw.Summary("s", {}, [out, cell.CellResult("j", "done", "r2")])
     assert "1 done, 0 skipped (already FINISHED), 1 failed" in summary.report()
     assert "FAILED k (run r1): Interrupted" in summary.report()
