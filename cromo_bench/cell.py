@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cromo_bench.sweep import Cell, Options, _search, _store, config_hash
+from cromo_bench.sweep import Cell, Options, config_hash, open_store, search_runs
 from cromo_bench.tracking import TAG_PREFIX, MlflowTracker
 
 
@@ -45,7 +45,7 @@ def run_cell(task: dict[str, Any]) -> CellResult:
             state = ckpt.read_state(ckpt.run_directory(cfg)) or {}
             if state.get("status") == "finished" and state.get("run_id"):
                 return CellResult(cell.key, "done", state["run_id"])
-            _close_stale(tracker, task, cell)
+            close_stale(tracker, task, cell)
         result = run(cfg, tracker, progress=False, parent_run_id=task["parent_run_id"], resume=resume)
         return CellResult(cell.key, "done", result.run_id, metrics=dict(result.metrics))
     except Interrupted as exc:  # SIGTERM (e.g. SLURM preemption): the run is checkpointed and KILLED
@@ -76,7 +76,7 @@ class _CellTracker(MlflowTracker):
 def _record_failure(task: dict[str, Any], cell: Cell, tags: dict[str, str], reason: str) -> str | None:
     """A FAILED child run for a cell that died before its run started (bad data dir, out of memory, ...)."""
     try:
-        store = _store(task["tracking_uri"])
+        store = open_store(task["tracking_uri"])
         schema = {f"{TAG_PREFIX}method": cell.method, f"{TAG_PREFIX}ssl": cell.ssl,
                   f"{TAG_PREFIX}split": cell.split, f"{TAG_PREFIX}seed": str(cell.seed),
                   f"{TAG_PREFIX}failure": reason}
@@ -88,14 +88,14 @@ def _record_failure(task: dict[str, Any], cell: Cell, tags: dict[str, str], reas
         return None
 
 
-def _close_stale(store: Any, task: dict[str, Any], cell: Cell, reason: str = "") -> None:
+def close_stale(store: Any, task: dict[str, Any], cell: Cell, reason: str = "") -> None:
     """Mark this cell's RUNNING runs of this sweep as FAILED (a worker died) or KILLED (requeued job)."""
     exp = store.client.get_experiment_by_name(cell.split)
     if exp is None:
         return
     query = (f"attributes.status = 'RUNNING' and tags.`{TAG_PREFIX}sweep_id` = '{task['sweep_id']}' "
              f"and tags.`{TAG_PREFIX}cell` = '{cell.key}'")
-    for r in _search(store.client, [str(exp.experiment_id)], query):
+    for r in search_runs(store.client, [str(exp.experiment_id)], query):
         if reason:
             store.client.set_tag(r.info.run_id, f"{TAG_PREFIX}failure", reason)
         store.client.set_terminated(r.info.run_id, status="FAILED" if reason else "KILLED")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cromo_bench.cell import CellResult, _close_stale, run_cell
+from cromo_bench.cell import CellResult, close_stale, run_cell
 from cromo_bench.errors import CromoError
-from cromo_bench.sweep import Cell, _store
+from cromo_bench.sweep import Cell, open_store
 
 MAX_REQUEUES = 5  # resubmissions of an interrupted cell by the submitit driver
 
@@ -94,8 +94,8 @@ def _collect(code: int, task: dict[str, Any], result: Path, log: Path) -> CellRe
     tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:] or [""]
     reason = f"worker exited with status {code}: {tail[0][:300]} (log: {log})"
     cell = Cell(**task["cell"])
-    store = _store(task["tracking_uri"])
-    _close_stale(store, task, cell, reason)
+    store = open_store(task["tracking_uri"])
+    close_stale(store, task, cell, reason)
     return CellResult(cell.key, "failed", None, reason)
 
 
@@ -172,5 +172,5 @@ def _job_result(job: Any, task: dict[str, Any]) -> CellResult:
         text = str(exc).strip().splitlines() or [type(exc).__name__]
         reason = f"job {job.job_id} failed: {text[-1][:300]}"
         cell = Cell(**task["cell"])
-        _close_stale(_store(task["tracking_uri"]), task, cell, reason)
+        close_stale(open_store(task["tracking_uri"]), task, cell, reason)
         return CellResult(cell.key, "failed", None, reason)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from cromo_bench.errors import CromoError
-from cromo_bench.sweep import _missing_sqlite, _store
+from cromo_bench.sweep import missing_sqlite, open_store
 
 
 def show_run(run_id: str, tracking_uri: str | None = None) -> str:
@@ -18,10 +18,10 @@ def show_run(run_id: str, tracking_uri: str | None = None) -> str:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    if _missing_sqlite(resolve_uri(tracking_uri)):
+    if missing_sqlite(resolve_uri(tracking_uri)):
         raise CromoError(f"no tracking store at '{resolve_uri(tracking_uri)}' "
                          "(pass --tracking-uri or set MLFLOW_TRACKING_URI)")
-    store = _store(tracking_uri)
+    store = open_store(tracking_uri)
     try:
         run = store.client.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - mlflow raises its own types for unknown ids

@@ -153,7 +153,7 @@ def plan(cells: list[Cell], options: Options, tracking_uri: str | None = None) -
     return [dataclasses.replace(p, done_run=finished.get(key)) for key, p in planned.items()]
 
 
-def _store(tracking_uri: str | None) -> MlflowTracker:
+def open_store(tracking_uri: str | None) -> MlflowTracker:
     return MlflowTracker(tracking_uri)
 
 
@@ -161,16 +161,16 @@ def _finished_runs(tracking_uri: str | None, experiments: list[str]) -> dict[tup
     """(split, method, ssl, seed, config hash) -> run id of every FINISHED run in those experiments."""
     from cromo_bench.tracking import tracking_uri as resolve_uri
 
-    if _missing_sqlite(resolve_uri(tracking_uri)):
+    if missing_sqlite(resolve_uri(tracking_uri)):
         return {}  # planning never creates a store (opening a SQLite URI does)
-    store = _store(tracking_uri)
+    store = open_store(tracking_uri)
     ids = {}
     for name in experiments:
         exp = store.client.get_experiment_by_name(name)
         if exp is not None:
             ids[str(exp.experiment_id)] = name
     out: dict[tuple[Any, ...], str] = {}
-    for run in _search(store.client, list(ids), "attributes.status = 'FINISHED'"):
+    for run in search_runs(store.client, list(ids), "attributes.status = 'FINISHED'"):
         tags = run.data.tags
         if f"{TAG_PREFIX}seed" not in tags:
             continue  # a parent run
@@ -180,11 +180,11 @@ def _finished_runs(tracking_uri: str | None, experiments: list[str]) -> dict[tup
     return out
 
 
-def _missing_sqlite(uri: str) -> bool:
+def missing_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite:///") and ":memory:" not in uri and not Path(uri[len("sqlite:///"):]).exists()
 
 
-def _search(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
+def search_runs(client: Any, experiment_ids: list[str], query: str) -> list[Any]:
     from cromo_bench.tracking import search_all_runs
 
     return search_all_runs(client, experiment_ids, query)
@@ -258,7 +258,7 @@ def _create_parents(uri: str, sweep_id: str, name: str, todo: list[Planned], opt
     """One parent run per split experiment, created (with the store and the experiment) before any worker."""
     parents = {}
     for split in sorted({p.cfg.benchmark for p in todo}):
-        store = _store(uri)
+        store = open_store(uri)
         n = sum(p.cfg.benchmark == split for p in todo)
         tags = {f"{TAG_PREFIX}sweep_id": sweep_id, f"{TAG_PREFIX}sweep": name,
                 f"{TAG_PREFIX}sweep_cells": str(n)}
@@ -269,6 +269,6 @@ def _create_parents(uri: str, sweep_id: str, name: str, todo: list[Planned], opt
 
 
 def _end_parents(uri: str, parents: dict[str, str], status: str) -> None:
-    store = _store(uri)
+    store = open_store(uri)
     for run_id in parents.values():
         store.client.set_terminated(run_id, status=status)
