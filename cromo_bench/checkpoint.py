@@ -2,8 +2,9 @@
 
 A run directory `<run_dir>/<config key>/` holds `checkpoint.pt` (written atomically; loaded with
 `torch.load(weights_only=True)`, so it holds only tensors and plain containers) and `state.json` (the MLflow
-run id, the tracking store and the status). The config key hashes every setting that changes the numbers,
-so the same `cromo-bench run ...` command with `--resume` finds its own unfinished run.
+run id, the tracking store and the status). The config key hashes every setting that changes the numbers
+(those that differ from RunConfig's defaults), so the same `cromo-bench run ...` command with `--resume` finds
+its own unfinished run.
 """
 
 from __future__ import annotations
@@ -24,8 +25,17 @@ NOT_IDENTITY = ("device", "run_dir", "num_threads", "checkpoint_every", "data_di
                 "compile")
 
 
+_DEFAULTS = RunConfig().to_dict()
+
+
+def identity_items(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that identify a run: every field outside NOT_IDENTITY whose value differs from RunConfig's
+    default (so adding a config field with a default keeps the keys of existing runs)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IDENTITY and v != _DEFAULTS[k]}
+
+
 def config_key(cfg: RunConfig) -> str:
-    items = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IDENTITY}
+    items = identity_items(cfg)
     digest = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{cfg.method}-{cfg.ssl}-{cfg.benchmark}-s{cfg.seed}-{digest}"
 

@@ -72,3 +72,17 @@ def test_settings_that_differ_from_the_benchmark_are_labelled():
     cfg = build_config("finetune", "barlow", "digits-5x2", flags={"seed": 4, "epochs_first": 1},
                        sets=["lr=0.5"])
     assert dict(cfg.extra)["overrides"] == "epochs_first=1,lr=0.5"  # the seed is an axis, not a setting
+
+
+def test_config_key_covers_what_changes_the_numbers_and_only_that() -> None:
+    """The run directory's key: a setting that changes the numbers changes it; execution settings do not; a field
+    left at its default does not enter it (adding a config field keeps the keys of existing runs)."""
+    from cromo_bench.checkpoint import config_key, identity_items
+
+    base = dataclasses.replace(RunConfig(), method="cromo", ssl="barlow", benchmark="digits-5x2")
+    assert config_key(dataclasses.replace(base, crop_size=32)) != config_key(base)
+    assert config_key(dataclasses.replace(base, lr=0.3)) != config_key(base)
+    assert config_key(dataclasses.replace(base, device="cuda", num_threads=1, run_dir="elsewhere")) == config_key(base)
+    assert "crop_size" not in identity_items(base) and identity_items(dataclasses.replace(base, crop_size=32)) == {
+        **identity_items(base), "crop_size": 32}
+    assert config_key(dataclasses.replace(base, seed=1)).split("-")[-2] == "s1"
