@@ -19,12 +19,14 @@ from torch import Tensor
 
 from cromo_bench.errors import CromoError
 
+MIN_BATCH = 2  # BatchNorm needs two samples: a shorter trailing batch is dropped
+
 
 def _batched(idx: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
     """Shuffle `idx` and cut it into batches; a trailing batch smaller than 2 is dropped (BatchNorm)."""
     perm = idx[torch.randperm(len(idx), generator=generator)]
     out = [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
-    return [b for b in out if len(b) >= 2]
+    return [b for b in out if len(b) >= MIN_BATCH]
 
 
 def round_robin(groups: list[list[Tensor]]) -> list[Tensor]:
@@ -101,7 +103,7 @@ def count_minibatches(mode: str, n: int, batch_size: int, labels: Tensor | None 
         assert labels is not None and groups is not None
         parts = cil_groups(labels, groups) if mode == "cil" else dil_shards(labels, len(groups))
         sizes = [len(g) for g in parts]
-    return sum(size // batch_size + (1 if size % batch_size >= 2 else 0) for size in sizes)
+    return sum(size // batch_size + (1 if size % batch_size >= MIN_BATCH else 0) for size in sizes)
 
 
 def eval_split(tasks: list[list[int]], eval_tasks: list[list[int]] | None,

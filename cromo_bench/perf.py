@@ -211,8 +211,7 @@ class Bench:
         for mine, theirs in ((ref.encoder, t.parts.encoder), (ref.objective, t.parts.objective),
                              (ref.method, t.parts.method)):
             mine.load_state_dict(theirs.state_dict())
-        ref.objective.start_task(self.task, epoch_steps(t.train_y[t.task_idx[self.task]], cfg)
-                                 * cfg.epochs_for(self.task), t.total_steps)
+        ref.objective.start_task(self.task, t.task_steps[self.task], t.total_steps)
         if t.parts.old_encoder is not None:
             ref.old_encoder = copy.deepcopy(ref.encoder)  # the reference: a frozen copy under no_grad
             ref.old_encoder.requires_grad_(False)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cromo_bench import checkpoint as ckpt
 from cromo_bench.config import RunConfig
 from cromo_bench.errors import CromoError
 from cromo_bench.tracking import TAG_PREFIX, MlflowTracker
@@ -39,8 +40,7 @@ if TYPE_CHECKING:
     from cromo_bench.launchers import Slurm
 
 # execution settings (they do not change the numbers) and the seed (matched on its own)
-NOT_IDENTITY = ("device", "run_dir", "num_threads", "checkpoint_every", "data_dir", "deterministic", "compile",
-                "extra", "seed")
+NOT_IDENTITY = (*ckpt.NOT_IDENTITY, "seed")
 _DEFAULTS = RunConfig().flat_params()
 LAUNCHERS = ("local", "slurm", "submitit-local", "debug")
 

@@ -147,8 +147,9 @@ class Trainer:
         self._compiled: dict[int, nn.Module] = {}  # id(module) -> torch.compile wrapper (cfg.compile)
         self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
         self.task_idx = [task_indices(data.train_y, c).to(self.device) for c in self.tasks]
-        self.total_steps = sum(epoch_steps(self.train_y[i], cfg) * cfg.epochs_for(t)
-                               for t, i in enumerate(self.task_idx))
+        self.task_steps = [epoch_steps(self.train_y[i], cfg) * cfg.epochs_for(t)
+                           for t, i in enumerate(self.task_idx)]  # training steps of each task
+        self.total_steps = sum(self.task_steps)
         self.at = Position()
         self.matrix: list[list[float | None]] = []
         self.evals: list[dict[str, Any]] = []
@@ -213,11 +214,10 @@ class Trainer:
     def begin_task(self, task: int, resumed: bool) -> None:
         from cromo_bench.optim import build_optimizer, task_lr
 
-        steps = epoch_steps(self.train_y[self.task_idx[task]], self.cfg) * self.cfg.epochs_for(task)
         pending, self._pending_objective = self._pending_objective, None
         if pending is not None and not resumed:  # restored at a task boundary: then start the new task
             self._load_objective(pending)
-        self.parts.objective.start_task(task, steps, self.total_steps)
+        self.parts.objective.start_task(task, self.task_steps[task], self.total_steps)
         if pending is not None and resumed:  # restored mid-task: the saved state is this task's own
             self._load_objective(pending)
         self.base_lr = task_lr(self.cfg, task)
